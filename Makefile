@@ -1,0 +1,48 @@
+# berserkr: every set-up step is here, so a fresh machine needs only `make demo` and `make test`.
+#
+# One cargo profile (release) serves the demo, the tests and the bench: the dependencies build once.
+
+CARGO      ?= cargo
+LAKE       ?= ./lake
+DROPS      ?= examples/data/online-retail/drops
+PYTHON_ENV ?= $(HOME)/.cache/berserkr-ci-venv
+BERSERKR    = ./target/release/berserkr
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo test bench build deps py-deps lint fmt clean
+
+## System packages the tests and the demo need (Debian): lzop, to make and check drops.
+deps:
+	@command -v lzop >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq lzop; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq lzop; fi; }
+
+## Python tools of the tests: DuckDB and its Delta extension, an independent Delta reader.
+py-deps:
+	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta' 2>/dev/null || \
+	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5
+
+build:
+	$(CARGO) build --release --locked
+
+## The whole job on the real data shipped in the repo, into a local lake ($(LAKE)).
+demo: deps build
+	$(BERSERKR) --lake $(LAKE) lake init
+	$(BERSERKR) --lake $(LAKE) lake append --keep-going $(DROPS)
+
+## Formatting, lints and every test (unit, integration, doc).
+test: deps py-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	BERSERKR_TEST_PYTHON=$(PYTHON_ENV)/bin/python $(CARGO) test --release --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+## The benchmark against the peer pipelines in ../shared/peers (not a test: it prints figures).
+bench: deps build
+	bash examples/bench/run.sh
+
+clean:
+	rm -rf $(LAKE) bench-out

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make bench`: berserkr's bronze append against `lzop -d` + DuckDB / polars CSV ingest, on data
+# from ../shared/peers/gen_online_retail.py, all measured in the same run on this machine.
+# A benchmark, not a test: it prints figures and ratios (and writes them to $OUT/results.jsonl).
+#
+# Env: ROWS (default "500000 5000000"), PEERS (default ../shared/peers), OUT (default bench-out),
+#      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
+PEERS=$(cd "${PEERS:-$REPO/../shared/peers}" && pwd)
+OUT=$(mkdir -p "${OUT:-$REPO/bench-out}" && cd "${OUT:-$REPO/bench-out}" && pwd)
+VENV=${PEERS_VENV:-$HOME/.cache/berserkr-peers/venv}
+PY=$VENV/bin/python
+BIN=$REPO/target/release/berserkr
+ROWS=${ROWS:-"500000 5000000"}
+[ -x "$PY" ] || PEERS_VENV=$VENV bash "$PEERS/setup.sh"
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+RES=$OUT/results.jsonl; : > "$RES"
+
+measure() { # LABEL CMD... -> one JSON line (wall_s, tree_peak_rss_mb, tree_cpu_s, other_cpu_s)
+  local label=$1; shift
+  "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+  "$PY" "$PEERS/measure.py" "$label" -- "$@" | grep '^{' | tee -a "$RES"
+}
+best_wall() { # LABEL: smallest wall_s of that label
+  grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(min(json.loads(l)["wall_s"] for l in sys.stdin))'
+}
+peak() { grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(max(json.loads(l)["tree_peak_rss_mb"] for l in sys.stdin))'; }
+
+for n in $ROWS; do
+  csv=$OUT/online_retail_$n.csv; lzo=$csv.lzo
+  [ -s "$csv" ] || "$PY" "$PEERS/gen_online_retail.py" "$n" "$csv" >&2
+  [ -s "$lzo" ] || lzop -c "$csv" > "$lzo"
+  cat "$csv" "$lzo" > /dev/null   # page cache
+  echo "== $n rows: $(stat -c %s "$csv") bytes CSV, $(stat -c %s "$lzo") bytes lzop" >&2
+  for r in 1 2 3; do
+    measure "lzop-d-$n" sh -c "lzop -dc '$lzo' > /dev/null"
+    measure "lzo-cat-1t-$n" sh -c "'$BIN' lzo cat --single-thread '$lzo' > /dev/null"
+    measure "lzo-cat-$n" sh -c "'$BIN' lzo cat '$lzo' > /dev/null"
+    rm -rf "$OUT/lake-$n"; "$BIN" --lake "$OUT/lake-$n" lake init > /dev/null
+    measure "append-$n" "$BIN" --lake "$OUT/lake-$n" lake append "$lzo"
+    rm -rf "$OUT/duckdb-$n"; measure "duckdb-ingest-$n" "$PY" "$PEERS/pipe_duckdb.py" ingest "$csv" "$OUT/duckdb-$n"
+    rm -rf "$OUT/polars-$n"; measure "polars-ingest-$n" "$PY" "$PEERS/pipe_polars.py" ingest "$csv" "$OUT/polars-$n"
+  done
+  rows=$("$BIN" --lake "$OUT/lake-$n" lake append --json "$lzo" | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["skipped"])')
+  [ "$rows" = 1 ] || { echo "re-append of the bench drop did not skip it" >&2; exit 1; }
+done
+
+echo
+echo "best of 3, wall seconds (peak RSS MiB)"
+for n in $ROWS; do
+  lz=$(best_wall lzop-d-$n); c1=$(best_wall lzo-cat-1t-$n); cp=$(best_wall lzo-cat-$n)
+  ap=$(best_wall append-$n); dk=$(best_wall duckdb-ingest-$n); pl=$(best_wall polars-ingest-$n)
+  printf '%9s rows: lzop -d %.2f | lzo cat 1 thread %.2f, 2 threads %.2f | append %.2f (%s MiB) | duckdb ingest %.2f (%s MiB) | polars ingest %.2f (%s MiB)\n' \
+    "$n" "$lz" "$c1" "$cp" "$ap" "$(peak append-$n)" "$dk" "$(peak duckdb-ingest-$n)" "$pl" "$(peak polars-ingest-$n)"
+  "$PY" - "$lz" "$c1" "$cp" "$ap" "$dk" "$pl" "$n" <<'PY' | tee -a "$OUT/ratios.txt"
+import sys
+lz, c1, cp, ap, dk, pl = map(float, sys.argv[1:7]); n = sys.argv[7]
+print(f"{n:>9} rows: append / (lzop -d + duckdb ingest) = {ap/(lz+dk):.2f}   append / (lzop -d + polars ingest) = {ap/(lz+pl):.2f}"
+      f"   lzo decode 1 thread / lzop -d = {c1/lz:.2f}   2 threads / lzop -d = {cp/lz:.2f}")
+PY
+done

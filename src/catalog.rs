@@ -1,0 +1,442 @@
+//! What each table is: the declarations of `tables/` and the migration steps of `migrations/`.
+//!
+//! Both folders are embedded in the binary at build time (see `build.rs`). A declaration
+//! (`tables/<layer>/<name>.toml`) states the table as it should be now: columns and their roles,
+//! partitioning, properties and constraints. The migrations (`migrations/NNNN_slug.toml`) are the
+//! ordered, immutable steps that get each table there; [`crate::migrate`] applies them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{
+    DataType as ArrowType, Field as ArrowField, Schema as ArrowSchema, TimeUnit,
+};
+use deltalake::kernel::{DataType, PrimitiveType, StructField};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+/// A table's name: `layer.name`, stored at `<lake>/<layer>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    /// `bronze`, `silver` or `gold`.
+    pub layer: String,
+    /// Name within the layer.
+    pub name: String,
+}
+
+impl TableId {
+    /// Path of the table below the lake root.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.layer, self.name)
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.layer, self.name)
+    }
+}
+
+impl FromStr for TableId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Usage(format!("table name {s:?} is not of the form layer.name"));
+        let (layer, name) = s.split_once('.').ok_or_else(bad)?;
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if !ok(layer) || !ok(name) {
+            return Err(bad());
+        }
+        Ok(Self {
+            layer: layer.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Column types a declaration may use (Delta's primitive type names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit integer.
+    Long,
+    /// 32-bit integer.
+    Integer,
+    /// 64-bit float.
+    Double,
+    /// Boolean.
+    Boolean,
+    /// Bytes.
+    Binary,
+    /// Calendar date.
+    Date,
+    /// Instant, microseconds, UTC-adjusted.
+    Timestamp,
+    /// Wall-clock date and time without zone, microseconds.
+    TimestampNtz,
+}
+
+impl ColumnType {
+    /// The Delta type.
+    pub fn delta(self) -> DataType {
+        DataType::Primitive(match self {
+            Self::String => PrimitiveType::String,
+            Self::Long => PrimitiveType::Long,
+            Self::Integer => PrimitiveType::Integer,
+            Self::Double => PrimitiveType::Double,
+            Self::Boolean => PrimitiveType::Boolean,
+            Self::Binary => PrimitiveType::Binary,
+            Self::Date => PrimitiveType::Date,
+            Self::Timestamp => PrimitiveType::Timestamp,
+            Self::TimestampNtz => PrimitiveType::TimestampNtz,
+        })
+    }
+
+    /// The Arrow type delta-rs reads and writes for it.
+    pub fn arrow(self) -> ArrowType {
+        match self {
+            Self::String => ArrowType::Utf8,
+            Self::Long => ArrowType::Int64,
+            Self::Integer => ArrowType::Int32,
+            Self::Double => ArrowType::Float64,
+            Self::Boolean => ArrowType::Boolean,
+            Self::Binary => ArrowType::Binary,
+            Self::Date => ArrowType::Date32,
+            Self::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Self::TimestampNtz => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+        }
+    }
+}
+
+/// What a column holds, for writers that fill tables generically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnRole {
+    /// An ordinary column.
+    #[default]
+    Data,
+    /// A field of the drop, matched by header name or JSON key.
+    Source,
+    /// Fields of the drop the table does not know, as a JSON object.
+    Rescued,
+    /// URL of the drop a row came from.
+    SourceFile,
+    /// 1-based line of the drop where the row starts.
+    SourceLine,
+    /// sha256 of the drop's bytes.
+    DropSha256,
+    /// When the drop was ingested.
+    IngestedAt,
+    /// Why a line was rejected.
+    Reason,
+    /// A rejected line's raw bytes.
+    Raw,
+}
+
+/// One column of a declaration or a migration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// Whether nulls are allowed (default true).
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    /// What the column holds.
+    #[serde(default)]
+    pub role: ColumnRole,
+    /// Human description.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ColumnSpec {
+    /// The Delta field.
+    pub fn delta_field(&self) -> StructField {
+        StructField::new(self.name.clone(), self.ty.delta(), self.nullable)
+    }
+
+    /// The Arrow field.
+    pub fn arrow_field(&self) -> ArrowField {
+        ArrowField::new(self.name.clone(), self.ty.arrow(), self.nullable)
+    }
+}
+
+/// A named SQL check every row must pass (a Delta CHECK constraint).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintSpec {
+    /// Constraint name.
+    pub name: String,
+    /// SQL boolean expression.
+    pub expr: String,
+}
+
+/// The declaration of one table (`tables/<layer>/<name>.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// Layer.
+    pub layer: String,
+    /// Name.
+    pub name: String,
+    /// One-line description (the Delta table description).
+    pub description: String,
+    /// Partition columns.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Table where lines that cannot be parsed go (bronze tables).
+    #[serde(default)]
+    pub rejects: Option<String>,
+    /// Delta table properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Columns in order.
+    pub columns: Vec<ColumnSpec>,
+    /// CHECK constraints.
+    #[serde(default)]
+    pub constraints: Vec<ConstraintSpec>,
+}
+
+impl TableSpec {
+    /// The table's id.
+    pub fn id(&self) -> TableId {
+        TableId {
+            layer: self.layer.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// The Arrow schema of the table's rows.
+    pub fn arrow_schema(&self) -> Arc<ArrowSchema> {
+        Arc::new(ArrowSchema::new(
+            self.columns
+                .iter()
+                .map(ColumnSpec::arrow_field)
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// Columns with the given role.
+    pub fn columns_with(&self, role: ColumnRole) -> impl Iterator<Item = (usize, &ColumnSpec)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.role == role)
+    }
+}
+
+/// One migration step (`migrations/NNNN_slug.toml`): one Delta commit on one table.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Sequence number (NNNN), unique and increasing across all tables.
+    pub seq: i64,
+    /// File stem, e.g. `0001_create_bronze_online_retail`.
+    pub name: String,
+    /// sha256 of the file, recorded in the commit.
+    pub sha256: String,
+    /// The table it changes.
+    pub table: TableId,
+    /// What it does.
+    pub op: MigrationOp,
+}
+
+/// The operations a migration step can perform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MigrationOp {
+    /// Create the table.
+    CreateTable {
+        /// Table description.
+        description: String,
+        /// Partition columns.
+        #[serde(default)]
+        partition_by: Vec<String>,
+        /// Delta table properties.
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+        /// Columns.
+        columns: Vec<ColumnSpec>,
+    },
+    /// Add nullable columns at the end.
+    AddColumns {
+        /// The new columns.
+        columns: Vec<ColumnSpec>,
+    },
+    /// Set table properties.
+    SetProperties {
+        /// Properties to set.
+        properties: BTreeMap<String, String>,
+    },
+    /// Add a CHECK constraint (existing rows must satisfy it).
+    AddConstraint {
+        /// Constraint name.
+        name: String,
+        /// SQL boolean expression.
+        expr: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct MigrationFile {
+    table: String,
+    #[serde(flatten)]
+    op: MigrationOp,
+}
+
+/// Every table declaration and migration this build knows.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    tables: BTreeMap<TableId, TableSpec>,
+    migrations: Vec<Migration>,
+    sql: BTreeMap<String, String>,
+}
+
+impl Catalog {
+    /// The catalog embedded at build time.
+    pub fn embedded() -> Result<Self> {
+        Self::from_files(embedded::EMBEDDED.iter().copied())
+    }
+
+    /// Builds a catalog from (path, contents) pairs laid out like the repository.
+    pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+        let mut tables = BTreeMap::new();
+        let mut migrations = Vec::new();
+        let mut sql = BTreeMap::new();
+        for (path, text) in files {
+            let bad = |message: String| Error::Catalog {
+                file: path.to_string(),
+                message,
+            };
+            if path.ends_with(".sql") {
+                sql.insert(path.to_string(), text.to_string());
+            } else if let Some(rest) = path.strip_prefix("tables/") {
+                let spec: TableSpec = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+                let expected = format!("{}/{}.toml", spec.layer, spec.name);
+                if rest != expected {
+                    return Err(bad(format!(
+                        "declares {} but should be at tables/{expected}",
+                        spec.id()
+                    )));
+                }
+                tables.insert(spec.id(), spec);
+            } else if let Some(file) = path.strip_prefix("migrations/") {
+                let stem = file.trim_end_matches(".toml");
+                let seq = stem
+                    .split_once('_')
+                    .and_then(|(n, _)| n.parse::<i64>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        bad("name must start with a positive number: NNNN_slug.toml".into())
+                    })?;
+                let parsed: MigrationFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+                let table = parsed
+                    .table
+                    .parse::<TableId>()
+                    .map_err(|e| bad(e.to_string()))?;
+                use sha2::Digest;
+                let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                migrations.push(Migration {
+                    seq,
+                    name: stem.to_string(),
+                    sha256,
+                    table,
+                    op: parsed.op,
+                });
+            }
+        }
+        migrations.sort_by_key(|m| m.seq);
+        for w in migrations.windows(2) {
+            if w[0].seq == w[1].seq {
+                return Err(Error::Catalog {
+                    file: format!("migrations/{}.toml", w[1].name),
+                    message: format!("sequence number {} is used twice", w[1].seq),
+                });
+            }
+        }
+        Ok(Self {
+            tables,
+            migrations,
+            sql,
+        })
+    }
+
+    /// The declaration of a table.
+    pub fn table(&self, id: &TableId) -> Result<&TableSpec> {
+        self.tables
+            .get(id)
+            .ok_or_else(|| Error::Usage(format!("unknown table {id} (see tables/)")))
+    }
+
+    /// All declarations, by id.
+    pub fn tables(&self) -> impl Iterator<Item = &TableSpec> {
+        self.tables.values()
+    }
+
+    /// All migrations, in order.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// A SQL file of `tables/` by its path, e.g. `tables/silver/transactions.sql`.
+    pub fn sql(&self, path: &str) -> Result<&str> {
+        self.sql
+            .get(path)
+            .map(String::as_str)
+            .ok_or_else(|| Error::Catalog {
+                file: path.to_string(),
+                message: "no such SQL file in tables/".into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalog_parses() {
+        let c = Catalog::embedded().unwrap();
+        let bronze = c.table(&"bronze.online_retail".parse().unwrap()).unwrap();
+        assert_eq!(bronze.columns_with(ColumnRole::Source).count(), 8);
+        assert!(!c.migrations().is_empty());
+        assert!(c.migrations().windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn table_ids_are_validated() {
+        assert!("bronze.online_retail".parse::<TableId>().is_ok());
+        assert!("bronze".parse::<TableId>().is_err());
+        assert!("Bronze.x".parse::<TableId>().is_err());
+        assert!("bronze.".parse::<TableId>().is_err());
+    }
+
+    #[test]
+    fn duplicate_sequence_numbers_are_rejected() {
+        let m = "table = \"bronze.t\"\nop = \"set_properties\"\n[properties]\na = \"b\"\n";
+        let err =
+            Catalog::from_files([("migrations/0001_a.toml", m), ("migrations/0001_b.toml", m)])
+                .unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+}

@@ -1,0 +1,150 @@
+//! `berserkr lake …`.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use berserkr::Lakehouse;
+use berserkr::ingest::DropFormat;
+use berserkr::ops::append::{AppendProgress, DEFAULT_BRONZE, DropStatus};
+use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK};
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Create the tables and apply pending migrations (a no-op when up to date).
+    Init {
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Land lzop drops (files, folders, glob patterns) in bronze, each exactly once.
+    Append {
+        /// Drops: .lzo files, folders of them, or glob patterns.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Bronze table to append to.
+        #[arg(long, default_value = DEFAULT_BRONZE)]
+        table: String,
+        /// Let the sound drops land when others fail (exit status is still 1).
+        #[arg(long)]
+        keep_going: bool,
+        /// Text format of the drops (default: from the name, else from the content).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Print a machine-readable JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Json,
+}
+
+pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
+    let lake = Lakehouse::open(location)?;
+    match cmd {
+        LakeCommand::Init { json } => {
+            let report = lake.init().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                if report.applied.is_empty() {
+                    println!("lake {} is up to date", lake.root());
+                }
+                for m in &report.applied {
+                    println!("applied {} to {} (version {})", m.name, m.table, m.version);
+                }
+                for (t, v) in &report.tables {
+                    println!("{t:<32} version {v}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::Append {
+            paths,
+            table,
+            keep_going,
+            format,
+            json,
+        } => {
+            let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+                let b = ProgressBar::new(0);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+                    )
+                    .expect("valid template"),
+                );
+                b
+            });
+            let bar_cb = Mutex::new(bar.clone());
+            let report = lake
+                .append(paths)
+                .with_table(table)
+                .with_keep_going(keep_going)
+                .with_format(format.map(|f| match f {
+                    FormatArg::Csv => DropFormat::Csv,
+                    FormatArg::Json => DropFormat::JsonLines,
+                }))
+                .with_progress(move |p| {
+                    let guard = bar_cb.lock().expect("progress lock");
+                    let Some(b) = guard.as_ref() else { return };
+                    match p {
+                        AppendProgress::Planned { bytes, .. } => b.set_length(*bytes),
+                        AppendProgress::Started { file } => {
+                            b.set_message(file.rsplit('/').next().unwrap_or(file).to_string())
+                        }
+                        AppendProgress::Finished { report } => b.inc(report.bytes),
+                    }
+                })
+                .await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for d in &report.drops {
+                    match d.status {
+                        DropStatus::Failed => eprintln!(
+                            "berserkr: failed: {}",
+                            d.error.as_deref().unwrap_or("unknown error")
+                        ),
+                        DropStatus::NotAttempted => {
+                            eprintln!("berserkr: not attempted: {}", d.file)
+                        }
+                        _ => {}
+                    }
+                }
+                println!(
+                    "{}: {} drops added ({} rows, {} rejected lines), {} already ingested, {} failed; version {} -> {}",
+                    report.table,
+                    report.added,
+                    report.rows,
+                    report.rejects,
+                    report.skipped,
+                    report.failed,
+                    report.version_before,
+                    report.version_after
+                );
+            }
+            let failed: Vec<_> = report
+                .drops
+                .iter()
+                .filter(|d| matches!(d.status, DropStatus::Failed))
+                .collect();
+            Ok(if failed.is_empty() {
+                EXIT_OK
+            } else if failed.iter().all(|d| d.bad_input) {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_ERROR
+            })
+        }
+    }
+}

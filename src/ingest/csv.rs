@@ -1,0 +1,381 @@
+//! Strict RFC 4180 CSV: `,` separates fields, `"` quotes them, `""` is a quote inside quotes,
+//! records end with `\n` or `\r\n` and may span lines inside quotes.
+//!
+//! Strict means a quote inside an unquoted field, text after a closing quote, an unterminated
+//! quote and a wrong number of fields are all rejects, not guesses: bronze must hold what the
+//! drop said, and a lenient parser would silently change it.
+
+use std::collections::HashMap;
+
+use super::{ChunkBuilder, DropLayout, MAX_RECORD_BYTES, ParseCtx};
+use crate::error::Result;
+
+/// End (exclusive, after the newline) of the first record of `buf`, quote-aware. At end of
+/// input a last record without newline ends at the end of `buf`.
+pub(super) fn record_end(buf: &[u8], eof: bool) -> Option<usize> {
+    let mut in_quotes = false;
+    for i in memchr::memchr2_iter(b'"', b'\n', buf) {
+        match buf[i] {
+            b'"' => in_quotes = !in_quotes,
+            _ if !in_quotes => return Some(i + 1),
+            _ => {}
+        }
+    }
+    (eof && !buf.is_empty()).then_some(buf.len())
+}
+
+/// End of the last complete record in `buf`, which starts at a record boundary.
+///
+/// A newline ends a record when an even number of quotes precede it (an escaped `""` counts
+/// twice, so the parity of the count is the quoting state in valid CSV).
+pub(super) fn last_boundary(buf: &[u8]) -> Option<usize> {
+    let total = memchr::memchr_iter(b'"', buf).count();
+    let mut after = 0usize; // quotes at or after the candidate newline
+    let mut end = buf.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &buf[..end]) {
+        after += memchr::memchr_iter(b'"', &buf[nl..end]).count();
+        if (total - after) % 2 == 0 {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
+}
+
+/// Why a record could not be split into fields.
+enum Fault {
+    /// Reached the end of the text inside a quoted field.
+    Unterminated,
+    /// Something other than a separator after a closing quote, at this offset.
+    AfterQuote(usize),
+    /// A quote inside an unquoted field, at this offset.
+    QuoteInField(usize),
+}
+
+/// A field: byte range in the text, and whether it holds `""` escapes.
+#[derive(Clone, Copy)]
+struct Field {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+/// Splits the record starting at `p` into `fields`; returns the offset after its terminator.
+fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<usize, Fault> {
+    fields.clear();
+    let n = text.len();
+    loop {
+        if p < n && text[p] == b'"' {
+            let start = p + 1;
+            let mut q = start;
+            let mut escaped = false;
+            let end = loop {
+                match memchr::memchr(b'"', &text[q..]) {
+                    None => return Err(Fault::Unterminated),
+                    Some(i) => {
+                        let at = q + i;
+                        if text.get(at + 1) == Some(&b'"') {
+                            escaped = true;
+                            q = at + 2;
+                        } else {
+                            break at;
+                        }
+                    }
+                }
+            };
+            fields.push(Field {
+                start,
+                end,
+                escaped,
+            });
+            p = end + 1;
+            match text.get(p) {
+                None => return Ok(n),
+                Some(b',') => p += 1,
+                Some(b'\n') => return Ok(p + 1),
+                Some(b'\r') if text.get(p + 1) == Some(&b'\n') => return Ok(p + 2),
+                Some(b'\r') if p + 1 == n => return Ok(n),
+                Some(_) => return Err(Fault::AfterQuote(p)),
+            }
+        } else {
+            let (end, next) = match memchr::memchr3(b',', b'\n', b'"', &text[p..]) {
+                None => (n, None),
+                Some(i) => (p + i, Some(text[p + i])),
+            };
+            match next {
+                Some(b'"') => return Err(Fault::QuoteInField(end)),
+                Some(b',') => {
+                    fields.push(Field {
+                        start: p,
+                        end,
+                        escaped: false,
+                    });
+                    p = end + 1;
+                }
+                _ => {
+                    // End of record: drop the '\r' of a CRLF line ending.
+                    let e = if end > p && text[end - 1] == b'\r' {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    fields.push(Field {
+                        start: p,
+                        end: e,
+                        escaped: false,
+                    });
+                    return Ok(if next.is_some() { end + 1 } else { n });
+                }
+            }
+        }
+    }
+}
+
+/// Reads the header record: each name mapped to the table's source column of that name.
+pub(super) fn parse_header(
+    rec: &[u8],
+    layout: &DropLayout,
+) -> Result<Vec<(String, Option<usize>)>, String> {
+    let mut fields = Vec::new();
+    split_record(rec, 0, &mut fields).map_err(|f| {
+        format!(
+            "header line: {}",
+            match f {
+                Fault::Unterminated => "unterminated quote".to_string(),
+                Fault::AfterQuote(at) => format!("text after a closing quote at byte {at}"),
+                Fault::QuoteInField(at) => format!("quote inside an unquoted field at byte {at}"),
+            }
+        )
+    })?;
+    let mut seen = HashMap::new();
+    let mut header = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        let raw = unescape(&rec[f.start..f.end], f.escaped);
+        let name = std::str::from_utf8(&raw)
+            .map_err(|_| format!("header field {} is not valid UTF-8", i + 1))?
+            .trim()
+            .to_string();
+        if name.is_empty() {
+            return Err(format!("header field {} is empty", i + 1));
+        }
+        if let Some(prev) = seen.insert(name.clone(), i) {
+            return Err(format!(
+                "header names column {name:?} twice (fields {} and {})",
+                prev + 1,
+                i + 1
+            ));
+        }
+        header.push((name.clone(), layout.source_index(&name)));
+    }
+    if header.iter().all(|(_, c)| c.is_none()) {
+        return Err(format!(
+            "header ({}) shares no column with the table (expected {})",
+            header
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            layout.source_names().join(",")
+        ));
+    }
+    Ok(header)
+}
+
+fn unescape(raw: &[u8], escaped: bool) -> std::borrow::Cow<'_, [u8]> {
+    if !escaped {
+        return raw.into();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        out.push(raw[i]);
+        i += if raw[i] == b'"' { 2 } else { 1 };
+    }
+    out.into()
+}
+
+/// Parses a chunk of complete records starting at physical line `first_line`.
+pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Result<super::Chunk> {
+    let mut b = ChunkBuilder::new(ctx, text.len());
+    let header = &ctx.header;
+    let mut fields: Vec<Field> = Vec::with_capacity(header.len() + 1);
+    // Source columns the header does not name: null in every row.
+    let missing: Vec<usize> = (0..ctx.layout.source_columns.len())
+        .filter(|c| !header.iter().any(|(_, h)| *h == Some(*c)))
+        .collect();
+    let mut p = 0usize;
+    let mut line = first_line;
+    let n = text.len();
+    while p < n {
+        // Blank lines carry no data; skip them.
+        if text[p] == b'\n' {
+            p += 1;
+            line += 1;
+            continue;
+        }
+        if text[p] == b'\r' && text.get(p + 1) == Some(&b'\n') {
+            p += 2;
+            line += 1;
+            continue;
+        }
+        let start = p;
+        match split_record(text, p, &mut fields) {
+            Err(fault) => {
+                // Reject through the end of the line where the fault is (the first line for an
+                // unterminated quote), and carry on after it.
+                let (reason, at) = match fault {
+                    Fault::Unterminated => (
+                        "broken quoting: unterminated quoted field".to_string(),
+                        start,
+                    ),
+                    Fault::AfterQuote(at) => (
+                        format!(
+                            "broken quoting: text after a closing quote at byte {}",
+                            at - start
+                        ),
+                        at,
+                    ),
+                    Fault::QuoteInField(at) => (
+                        format!(
+                            "broken quoting: quote inside an unquoted field at byte {}",
+                            at - start
+                        ),
+                        at,
+                    ),
+                };
+                let end = memchr::memchr(b'\n', &text[at..]).map_or(n, |i| at + i);
+                b.reject(line, reason, &text[start..end]);
+                line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64 + 1;
+                p = end + 1;
+                continue;
+            }
+            Ok(next) => {
+                let rec_lines = memchr::memchr_iter(b'\n', &text[start..next]).count() as u64;
+                let rec_line = line;
+                line += rec_lines;
+                p = next;
+                let raw_end = if text[..next].ends_with(b"\n") {
+                    next - 1
+                } else {
+                    next
+                };
+                if fields.len() != header.len() {
+                    b.reject(
+                        rec_line,
+                        format!(
+                            "wrong field count: {} fields, the header has {}",
+                            fields.len(),
+                            header.len()
+                        ),
+                        &text[start..raw_end],
+                    );
+                    continue;
+                }
+                if rec_line_too_long(start, next) {
+                    b.reject(
+                        rec_line,
+                        format!("record longer than {MAX_RECORD_BYTES} bytes"),
+                        &text[start..raw_end],
+                    );
+                    continue;
+                }
+                // Validate every field before appending any, so a rejected row leaves no trace.
+                // '"' is ASCII, so the raw field (escapes included) is valid UTF-8 iff its value is.
+                if let Some((i, e)) = fields.iter().enumerate().find_map(|(i, f)| {
+                    std::str::from_utf8(&text[f.start..f.end])
+                        .err()
+                        .map(|e| (i, e))
+                }) {
+                    let reason = format!(
+                        "invalid UTF-8 in field {} ({}) at byte {} of the field",
+                        i + 1,
+                        header[i].0,
+                        e.valid_up_to()
+                    );
+                    b.reject(rec_line, reason, &text[start..raw_end]);
+                    continue;
+                }
+                let mut rescued: Option<serde_json::Map<String, serde_json::Value>> = None;
+                for (f, (name, col)) in fields.iter().zip(header) {
+                    let raw = &text[f.start..f.end];
+                    let value = unescape(raw, f.escaped);
+                    let value = std::str::from_utf8(&value).expect("validated above");
+                    match col {
+                        Some(c) => b.values[*c].append_value(value),
+                        None => {
+                            rescued
+                                .get_or_insert_with(Default::default)
+                                .insert(name.clone(), serde_json::Value::String(value.to_string()));
+                        }
+                    }
+                }
+                for &c in &missing {
+                    b.values[c].append_null();
+                }
+                match rescued {
+                    Some(m) => b
+                        .rescued
+                        .append_value(serde_json::Value::Object(m).to_string()),
+                    None => b.rescued.append_null(),
+                }
+                b.lines.push(rec_line as i64);
+            }
+        }
+    }
+    b.finish(text.len())
+}
+
+fn rec_line_too_long(start: usize, next: usize) -> bool {
+    next - start > MAX_RECORD_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> Result<Vec<String>, String> {
+        let mut f = Vec::new();
+        split_record(s.as_bytes(), 0, &mut f).map_err(|e| match e {
+            Fault::Unterminated => "unterminated".into(),
+            Fault::AfterQuote(a) => format!("after {a}"),
+            Fault::QuoteInField(a) => format!("quote {a}"),
+        })?;
+        Ok(f.iter()
+            .map(|f| {
+                String::from_utf8(unescape(&s.as_bytes()[f.start..f.end], f.escaped).into_owned())
+                    .unwrap()
+            })
+            .collect())
+    }
+
+    #[test]
+    fn splits_rfc4180_records() {
+        assert_eq!(split("a,b,c\n").unwrap(), ["a", "b", "c"]);
+        assert_eq!(split("a,,c\r\n").unwrap(), ["a", "", "c"]);
+        assert_eq!(
+            split("1,\"x, y\",\"say \"\"hi\"\"\"\n").unwrap(),
+            ["1", "x, y", "say \"hi\""]
+        );
+        assert_eq!(split("\"multi\nline\",2\n").unwrap(), ["multi\nline", "2"]);
+        assert_eq!(split("last,no,newline").unwrap(), ["last", "no", "newline"]);
+        assert_eq!(split("a,\"\"\n").unwrap(), ["a", ""]);
+        assert_eq!(split("a,\n").unwrap(), ["a", ""]);
+    }
+
+    #[test]
+    fn rejects_broken_quoting() {
+        assert_eq!(split("a,\"open\n").unwrap_err(), "unterminated");
+        assert_eq!(split("a,\"x\"y,b\n").unwrap_err(), "after 5");
+        assert_eq!(split("a,12\" tall,b\n").unwrap_err(), "quote 4");
+    }
+
+    #[test]
+    fn boundaries_respect_quotes() {
+        let t = b"a,\"x\ny\"\nb,c\nd,\"e";
+        assert_eq!(record_end(t, false), Some(8));
+        assert_eq!(last_boundary(t), Some(12));
+        assert_eq!(last_boundary(b"a,\"x\ny"), None);
+        assert_eq!(record_end(b"abc", true), Some(3));
+        assert_eq!(record_end(b"abc", false), None);
+    }
+}

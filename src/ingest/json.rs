@@ -1,0 +1,94 @@
+//! JSON lines: one object per line. Keys are matched to the table's source columns; a string
+//! value is stored unescaped, any other value as its JSON text exactly as written (so `2.50`
+//! stays `2.50`), `null` as null. Unknown keys go to the rescued-data column.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use super::{ChunkBuilder, ParseCtx};
+use crate::error::Result;
+
+/// Parses a chunk of complete lines starting at physical line `first_line`.
+pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Result<super::Chunk> {
+    let mut b = ChunkBuilder::new(ctx, text.len());
+    let layout = &ctx.layout;
+    let mut values: Vec<Option<String>> = vec![None; layout.source_columns.len()];
+    let mut line = first_line;
+    for raw in text.split_inclusive(|&c| c == b'\n') {
+        let this = line;
+        line += 1;
+        let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let s = match std::str::from_utf8(body) {
+            Ok(s) => s,
+            Err(e) => {
+                b.reject(
+                    this,
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    body,
+                );
+                continue;
+            }
+        };
+        let obj: BTreeMap<String, &RawValue> = match serde_json::from_str(s) {
+            Ok(o) => o,
+            Err(e) => {
+                let reason = if s.trim_start().starts_with('{') {
+                    format!("invalid JSON: {e}")
+                } else {
+                    "not a JSON object".to_string()
+                };
+                b.reject(this, reason, body);
+                continue;
+            }
+        };
+        values.iter_mut().for_each(|v| *v = None);
+        let mut rescued = String::new();
+        let mut bad = None;
+        for (key, raw) in &obj {
+            match layout.source_index(key) {
+                Some(c) => {
+                    let text = raw.get();
+                    values[c] = if text == "null" {
+                        None
+                    } else if text.starts_with('"') {
+                        match serde_json::from_str::<String>(text) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                bad = Some(format!("invalid JSON string for {key}: {e}"));
+                                break;
+                            }
+                        }
+                    } else {
+                        Some(text.to_string())
+                    };
+                }
+                None => {
+                    rescued.push(if rescued.is_empty() { '{' } else { ',' });
+                    rescued.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    rescued.push(':');
+                    rescued.push_str(raw.get());
+                }
+            }
+        }
+        if let Some(reason) = bad {
+            b.reject(this, reason, body);
+            continue;
+        }
+        for (builder, v) in b.values.iter_mut().zip(&values) {
+            builder.append_option(v.as_deref());
+        }
+        if rescued.is_empty() {
+            b.rescued.append_null();
+        } else {
+            rescued.push('}');
+            b.rescued.append_value(&rescued);
+        }
+        b.lines.push(this as i64);
+    }
+    b.finish(text.len())
+}

@@ -1,0 +1,326 @@
+//! Turning a drop (an lzop file of CSV or JSON lines) into bronze rows and rejects.
+//!
+//! [`read_drop`] runs on a blocking thread: the lzop blocks decode on the rayon pool, the decoded
+//! text is cut into chunks at record boundaries on the calling thread, and the chunks are parsed
+//! into Arrow batches on the rayon pool again. Chunks come back in file order through `emit`, so
+//! memory is bounded by the chunks in flight, never by the drop.
+//!
+//! Bronze keeps every field as the string written in the drop. A line that cannot be parsed
+//! (wrong field count, broken quoting, invalid UTF-8, invalid JSON) becomes a reject row with the
+//! reason and its raw bytes: nothing is dropped silently.
+
+mod csv;
+mod json;
+mod layout;
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, bounded};
+use deltalake::arrow::record_batch::RecordBatch;
+
+pub use layout::DropLayout;
+
+use crate::error::{Error, Result};
+use crate::lzo::LzopDecoder;
+
+/// Target size of the decoded text parsed as one chunk (one Arrow batch).
+const CHUNK_BYTES: usize = 2 * 1024 * 1024;
+/// Longest record looked for before the boundary scan gives up and resynchronises on a newline.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// The text format of a drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropFormat {
+    /// RFC 4180 CSV with a header line.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+}
+
+impl DropFormat {
+    /// The format a file name announces (`.csv.lzo`, `.json.lzo`, `.jsonl.lzo`, `.ndjson.lzo`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.to_ascii_lowercase();
+        let n = n.strip_suffix(".lzo").unwrap_or(&n);
+        if n.ends_with(".csv") {
+            Some(Self::Csv)
+        } else if n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".ndjson") {
+            Some(Self::JsonLines)
+        } else {
+            None
+        }
+    }
+
+    fn sniff(text: &[u8]) -> Self {
+        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Self::JsonLines,
+            _ => Self::Csv,
+        }
+    }
+}
+
+/// The identity of one drop being ingested.
+#[derive(Debug, Clone)]
+pub struct DropMeta {
+    /// URL of the drop, written to every row's source-file column.
+    pub file: String,
+    /// sha256 of the drop's bytes.
+    pub sha256: String,
+    /// Ingest time, microseconds since the epoch (UTC).
+    pub ingested_at_us: i64,
+}
+
+/// One parsed chunk of a drop.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Rows for the bronze table (possibly empty).
+    pub rows: RecordBatch,
+    /// Rows for the rejects table, when the chunk had unparseable lines.
+    pub rejects: Option<RecordBatch>,
+    /// Decoded bytes this chunk covered.
+    pub bytes: u64,
+}
+
+/// Totals of one drop.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DropStats {
+    /// Rows parsed.
+    pub rows: u64,
+    /// Lines rejected.
+    pub rejects: u64,
+    /// Physical lines, the header included.
+    pub lines: u64,
+    /// Decoded bytes.
+    pub uncompressed_bytes: u64,
+}
+
+/// What a parse job needs besides its bytes.
+struct ParseCtx {
+    layout: Arc<DropLayout>,
+    meta: DropMeta,
+    /// CSV: for each header field, the source column it fills (None: goes to rescued data).
+    header: Vec<(String, Option<usize>)>,
+}
+
+/// A parse job's output: the chunk, and the physical lines it spanned.
+type JobResult = Result<Chunk>;
+
+/// Reads a whole drop, handing parsed chunks to `emit` in file order.
+///
+/// Errors: the lzop stream is corrupt or truncated ([`Error::Lzo`]), the drop as a whole is
+/// unusable ([`Error::BadDrop`]: no usable header), or `emit` failed. Unparseable lines are not
+/// errors: they come back as rejects.
+pub fn read_drop<R: Read>(
+    reader: R,
+    meta: &DropMeta,
+    layout: &Arc<DropLayout>,
+    format: Option<DropFormat>,
+    mut emit: impl FnMut(Chunk) -> Result<()>,
+) -> Result<DropStats> {
+    let mut blocks = LzopDecoder::new(reader, meta.file.clone());
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 512 * 1024);
+    let mut format = format;
+    let mut ctx: Option<Arc<ParseCtx>> = None;
+    let mut stats = DropStats::default();
+    // Physical line number of buf[0] (1-based).
+    let mut line: u64 = 1;
+    let mut in_flight: VecDeque<Receiver<JobResult>> = VecDeque::new();
+    let max_in_flight = rayon::current_num_threads() + 2;
+    let mut eof = false;
+
+    let mut drain = |in_flight: &mut VecDeque<Receiver<JobResult>>,
+                     stats: &mut DropStats,
+                     keep: usize|
+     -> Result<()> {
+        while in_flight.len() > keep {
+            let rx = in_flight.pop_front().expect("non-empty");
+            let chunk = rx
+                .recv()
+                .map_err(|_| Error::Task("chunk parser vanished".into()))??;
+            stats.rows += chunk.rows.num_rows() as u64;
+            stats.rejects += chunk.rejects.as_ref().map_or(0, |r| r.num_rows() as u64);
+            emit(chunk)?;
+        }
+        Ok(())
+    };
+
+    let mut last_byte: Option<u8> = None;
+    while !eof {
+        match blocks.next() {
+            Some(block) => {
+                let block = block?;
+                last_byte = block.last().copied().or(last_byte);
+                buf.extend_from_slice(&block);
+            }
+            None => eof = true,
+        }
+        let fmt = *format.get_or_insert_with(|| DropFormat::sniff(&buf));
+        if ctx.is_none() {
+            let (header, consumed) = match fmt {
+                DropFormat::JsonLines => (Vec::new(), 0),
+                DropFormat::Csv => {
+                    // Skip a UTF-8 byte order mark before the header.
+                    let bom = if buf.starts_with(b"\xEF\xBB\xBF") {
+                        3
+                    } else {
+                        0
+                    };
+                    match csv::record_end(&buf[bom..], eof) {
+                        Some(end) => {
+                            let h = csv::parse_header(&buf[bom..bom + end], layout).map_err(
+                                |message| Error::BadDrop {
+                                    file: meta.file.clone(),
+                                    message,
+                                },
+                            )?;
+                            (h, bom + end)
+                        }
+                        None if eof => (Vec::new(), buf.len()),
+                        None if buf.len() > MAX_RECORD_BYTES => {
+                            return Err(Error::BadDrop {
+                                file: meta.file.clone(),
+                                message: format!(
+                                    "no end of the header line in the first {MAX_RECORD_BYTES} bytes"
+                                ),
+                            });
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            line += memchr::memchr_iter(b'\n', &buf[..consumed]).count() as u64;
+            buf.drain(..consumed);
+            ctx = Some(Arc::new(ParseCtx {
+                layout: layout.clone(),
+                meta: meta.clone(),
+                header,
+            }));
+        }
+        let ctx = ctx.as_ref().expect("set above");
+        // Cut off complete records, a chunk at a time.
+        while buf.len() >= CHUNK_BYTES || (eof && !buf.is_empty()) {
+            let mut cut = if eof && buf.len() <= CHUNK_BYTES {
+                buf.len()
+            } else {
+                let window = &buf[..CHUNK_BYTES.min(buf.len())];
+                match fmt {
+                    DropFormat::Csv => csv::last_boundary(window),
+                    DropFormat::JsonLines => memchr::memrchr(b'\n', window).map(|i| i + 1),
+                }
+                // No boundary in a whole chunk: an unterminated quote. Resynchronise at the next
+                // newline; the parser rejects the line holding the quote.
+                .or_else(|| memchr::memchr(b'\n', &buf).map(|i| i + 1))
+                .unwrap_or(if eof { buf.len() } else { 0 })
+            };
+            if cut == 0 {
+                if buf.len() <= CHUNK_BYTES + MAX_RECORD_BYTES {
+                    break; // wait for the rest of the line
+                }
+                // A line longer than any record accepted: hand it over whole, it is rejected.
+                cut = buf.len();
+            }
+            let text: Vec<u8> = buf.drain(..cut).collect();
+            let lines = memchr::memchr_iter(b'\n', &text).count() as u64;
+            submit(&mut in_flight, ctx, text, line, fmt);
+            line += lines;
+            drain(&mut in_flight, &mut stats, max_in_flight)?;
+        }
+    }
+    drain(&mut in_flight, &mut stats, 0)?;
+    stats.lines = line - 1 + u64::from(last_byte.is_some_and(|b| b != b'\n'));
+    stats.uncompressed_bytes = blocks.uncompressed_bytes();
+    Ok(stats)
+}
+
+fn submit(
+    in_flight: &mut VecDeque<Receiver<JobResult>>,
+    ctx: &Arc<ParseCtx>,
+    text: Vec<u8>,
+    first_line: u64,
+    fmt: DropFormat,
+) {
+    let (tx, rx) = bounded(1);
+    let ctx = ctx.clone();
+    rayon::spawn(move || {
+        let result = match fmt {
+            DropFormat::Csv => csv::parse_chunk(&ctx, &text, first_line),
+            DropFormat::JsonLines => json::parse_chunk(&ctx, &text, first_line),
+        };
+        let _ = tx.send(result);
+    });
+    in_flight.push_back(rx);
+}
+
+/// Collects one chunk's rows and rejects, then builds its batches.
+struct ChunkBuilder<'a> {
+    ctx: &'a ParseCtx,
+    /// One builder per source column of the table, in layout order.
+    values: Vec<deltalake::arrow::array::StringBuilder>,
+    rescued: deltalake::arrow::array::StringBuilder,
+    lines: Vec<i64>,
+    reject_lines: Vec<i64>,
+    reject_reasons: Vec<String>,
+    reject_raw: Vec<Vec<u8>>,
+}
+
+impl<'a> ChunkBuilder<'a> {
+    fn new(ctx: &'a ParseCtx, bytes: usize) -> Self {
+        let rows_guess = bytes / 64 + 16;
+        let n = ctx.layout.source_columns.len();
+        Self {
+            ctx,
+            values: (0..n)
+                .map(|_| {
+                    deltalake::arrow::array::StringBuilder::with_capacity(
+                        rows_guess,
+                        bytes / n.max(1),
+                    )
+                })
+                .collect(),
+            rescued: deltalake::arrow::array::StringBuilder::new(),
+            lines: Vec::with_capacity(rows_guess),
+            reject_lines: Vec::new(),
+            reject_reasons: Vec::new(),
+            reject_raw: Vec::new(),
+        }
+    }
+
+    fn reject(&mut self, line: u64, reason: String, raw: &[u8]) {
+        self.reject_lines.push(line as i64);
+        self.reject_reasons.push(reason);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        self.reject_raw.push(raw.to_vec());
+    }
+
+    fn finish(mut self, bytes: usize) -> Result<Chunk> {
+        let layout = &self.ctx.layout;
+        let meta = &self.ctx.meta;
+        let rows = layout.bronze_batch(
+            self.values
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as _)
+                .collect(),
+            Arc::new(self.rescued.finish()),
+            &self.lines,
+            meta,
+        )?;
+        let rejects = if self.reject_lines.is_empty() {
+            None
+        } else {
+            Some(layout.rejects_batch(
+                &self.reject_lines,
+                &self.reject_reasons,
+                &self.reject_raw,
+                meta,
+            )?)
+        };
+        Ok(Chunk {
+            rows,
+            rejects,
+            bytes: bytes as u64,
+        })
+    }
+}

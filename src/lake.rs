@@ -1,0 +1,212 @@
+//! The [`Lakehouse`] handle: where the lake is, and how to reach its tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use url::Url;
+
+use crate::catalog::{Catalog, TableId};
+use crate::error::{Error, Result};
+
+/// App id of the application transaction that records the last migration applied to a table.
+pub const MIGRATIONS_APP_ID: &str = "berserkr.migrations";
+
+/// A lake: a root URL (a local folder or an object-store prefix) holding one Delta table per
+/// declared table at `<root>/<layer>/<name>`.
+///
+/// Creating a handle does no I/O; each operation opens the tables it needs at their latest
+/// version (or the version asked for).
+#[derive(Debug, Clone)]
+pub struct Lakehouse {
+    root: Url,
+    storage_options: HashMap<String, String>,
+    catalog: Arc<Catalog>,
+}
+
+impl Lakehouse {
+    /// A handle on the lake at `location`: a URL (`file:///…`, `s3://bucket/prefix`) or a local
+    /// path, relative to the working directory.
+    pub fn open(location: &str) -> Result<Self> {
+        Ok(Self {
+            root: parse_location(location)?,
+            storage_options: HashMap::new(),
+            catalog: Arc::new(Catalog::embedded()?),
+        })
+    }
+
+    /// Replaces the catalog (tests use this to try other declarations).
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Arc::new(catalog);
+        self
+    }
+
+    /// Object-store options (credentials, endpoint) passed to every table.
+    pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
+        self.storage_options = options;
+        self
+    }
+
+    /// The lake's root URL (always ends with `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The table declarations and migrations this build knows.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// True when the lake is a local folder.
+    pub fn is_local(&self) -> bool {
+        self.root.scheme() == "file"
+    }
+
+    /// URL of a table's root.
+    pub fn table_url(&self, id: &TableId) -> Url {
+        self.root
+            .join(&format!("{}/", id.path()))
+            .expect("table paths are plain relative paths")
+    }
+
+    fn builder(&self, id: &TableId) -> Result<DeltaTableBuilder> {
+        Ok(DeltaTableBuilder::from_url(self.table_url(id))
+            .map_err(|e| Error::delta(id, e))?
+            .with_storage_options(self.storage_options.clone()))
+    }
+
+    /// A table at its latest version, or `None` when it does not exist yet.
+    pub async fn try_table(&self, id: &TableId) -> Result<Option<DeltaTable>> {
+        if self.is_local() {
+            // delta-rs refuses a local location that does not exist before it looks for a log.
+            let exists = self
+                .table_url(id)
+                .to_file_path()
+                .is_ok_and(|p| p.join("_delta_log").is_dir());
+            if !exists {
+                return Ok(None);
+            }
+        }
+        let mut table = self.builder(id)?.build().map_err(|e| Error::delta(id, e))?;
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(Error::delta(id, e)),
+        }
+    }
+
+    /// A table at its latest version.
+    pub async fn table(&self, id: &TableId) -> Result<DeltaTable> {
+        self.try_table(id)
+            .await?
+            .ok_or_else(|| Error::TableMissing {
+                table: id.to_string(),
+                url: self.table_url(id).to_string(),
+            })
+    }
+
+    /// A table handle that may not exist yet (for creating it).
+    pub(crate) async fn uninitialized_table(&self, id: &TableId) -> Result<DeltaTable> {
+        if self.is_local() {
+            let path = self
+                .table_url(id)
+                .to_file_path()
+                .map_err(|()| Error::InvalidLake {
+                    location: self.root.to_string(),
+                    reason: "not a local path".into(),
+                })?;
+            tokio::fs::create_dir_all(&path)
+                .await
+                .map_err(|e| Error::io(path.display(), e))?;
+        }
+        Ok(self
+            .try_table(id)
+            .await?
+            .unwrap_or(self.builder(id)?.build().map_err(|e| Error::delta(id, e))?))
+    }
+
+    /// A table at its latest version, checked to have every migration of this build applied.
+    pub async fn current_table(&self, id: &TableId) -> Result<DeltaTable> {
+        let table = self.table(id).await?;
+        let applied = migration_level(&table, id).await?;
+        let expected = self
+            .catalog
+            .migrations()
+            .iter()
+            .filter(|m| &m.table == id)
+            .map(|m| m.seq)
+            .max()
+            .unwrap_or(0);
+        if applied != expected {
+            return Err(Error::MigrationsPending {
+                table: id.to_string(),
+                applied,
+                expected,
+            });
+        }
+        Ok(table)
+    }
+}
+
+/// Sequence number of the last migration recorded in a table's log (0 when none).
+pub(crate) async fn migration_level(table: &DeltaTable, id: &TableId) -> Result<i64> {
+    app_txn_version(table, id, MIGRATIONS_APP_ID).await
+}
+
+/// Version of an application transaction in a table's log (0 when absent).
+pub(crate) async fn app_txn_version(table: &DeltaTable, id: &TableId, app_id: &str) -> Result<i64> {
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    Ok(state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(id, e))?
+        .unwrap_or(0))
+}
+
+fn parse_location(location: &str) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidLake {
+        location: location.to_string(),
+        reason,
+    };
+    let mut url = if location.contains("://") {
+        Url::parse(location).map_err(|e| invalid(e.to_string()))?
+    } else {
+        let path = std::path::Path::new(location);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| invalid(e.to_string()))?
+                .join(path)
+        };
+        Url::from_directory_path(&abs).map_err(|()| invalid("not an absolute path".into()))?
+    };
+    match url.scheme() {
+        "file" | "s3" | "s3a" | "memory" => {}
+        other => return Err(invalid(format!("unsupported scheme {other}://"))),
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_become_directory_urls() {
+        let l = Lakehouse::open("/tmp/x/lake").unwrap();
+        assert_eq!(l.root().as_str(), "file:///tmp/x/lake/");
+        let id: TableId = "bronze.online_retail".parse().unwrap();
+        assert_eq!(
+            l.table_url(&id).as_str(),
+            "file:///tmp/x/lake/bronze/online_retail/"
+        );
+        let s = Lakehouse::open("s3://bucket/pre").unwrap();
+        assert_eq!(s.root().as_str(), "s3://bucket/pre/");
+        assert!(Lakehouse::open("ftp://x/y").is_err());
+    }
+}

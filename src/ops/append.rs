@@ -1,0 +1,547 @@
+//! `lake append`: land lzop drops in a bronze table, exactly once, one atomic commit per drop.
+//!
+//! For each drop: hash its bytes; if the bronze log already has the application transaction
+//! `berserkr.drop.<sha256>` the drop is skipped (whatever its name). Otherwise it is decoded and
+//! parsed on the blocking pool while its rows stream into new Parquet files; only when the whole
+//! drop was read without error are the files committed, in one commit that carries the
+//! application transaction and the drop's lineage in its metadata. Rejected lines are committed
+//! to the rejects table first (under the same transaction id), so a crash between the two commits
+//! is repaired by simply running the append again.
+
+use std::future::{Future, IntoFuture};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::logstore::LogStoreRef;
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::table::state::DeltaTableState;
+use deltalake::{DeltaTable, DeltaTableError};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+use crate::ingest::{Chunk, DropFormat, DropLayout, DropMeta, DropStats, read_drop};
+use crate::lake::Lakehouse;
+
+/// The bronze table `lake append` writes to unless told otherwise.
+pub const DEFAULT_BRONZE: &str = "bronze.online_retail";
+
+/// Prefix of the application-transaction id that marks a drop as ingested.
+pub const DROP_APP_ID_PREFIX: &str = "berserkr.drop.";
+
+/// What happened to one drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropStatus {
+    /// Committed now.
+    Added,
+    /// Already in the table (same content hash), nothing written.
+    Skipped,
+    /// Could not be ingested; nothing of it was committed.
+    Failed,
+    /// Not tried: an earlier drop failed and `keep_going` was off.
+    NotAttempted,
+}
+
+/// One drop's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropReport {
+    /// The drop (URL).
+    pub file: String,
+    /// sha256 of its bytes (empty when it could not be read).
+    pub sha256: String,
+    /// What happened.
+    pub status: DropStatus,
+    /// Text format.
+    pub format: Option<DropFormat>,
+    /// Rows committed to bronze.
+    pub rows: u64,
+    /// Lines committed to the rejects table.
+    pub rejects: u64,
+    /// Compressed size in bytes.
+    pub bytes: u64,
+    /// Bronze version committed for this drop.
+    pub version: Option<u64>,
+    /// Why it failed (the error chain, one line).
+    pub error: Option<String>,
+    /// True when the failure was in the drop itself (corrupt, truncated, unusable header).
+    #[serde(skip)]
+    pub bad_input: bool,
+}
+
+/// What `lake append` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppendReport {
+    /// The bronze table.
+    pub table: String,
+    /// Its rejects table.
+    pub rejects_table: String,
+    /// Bronze version before the run.
+    pub version_before: u64,
+    /// Bronze version after the run.
+    pub version_after: u64,
+    /// Drops added.
+    pub added: usize,
+    /// Drops skipped as already ingested.
+    pub skipped: usize,
+    /// Drops that failed.
+    pub failed: usize,
+    /// Rows added to bronze.
+    pub rows: u64,
+    /// Lines added to the rejects table.
+    pub rejects: u64,
+    /// Every drop, in processing order.
+    pub drops: Vec<DropReport>,
+}
+
+/// Progress of an append, for a progress bar.
+#[derive(Debug, Clone)]
+pub enum AppendProgress {
+    /// The drops were resolved: how many, and their compressed bytes.
+    Planned {
+        /// Number of drops.
+        drops: usize,
+        /// Their total size.
+        bytes: u64,
+    },
+    /// A drop is being read.
+    Started {
+        /// The drop.
+        file: String,
+    },
+    /// A drop is done (any outcome); `bytes` of the plan are accounted for.
+    Finished {
+        /// Its report.
+        report: DropReport,
+    },
+}
+
+type ProgressFn = Arc<dyn Fn(&AppendProgress) + Send + Sync>;
+
+/// Builder for `lake append` (see [`Lakehouse::append`]).
+pub struct AppendBuilder {
+    lake: Lakehouse,
+    sources: Vec<String>,
+    table: String,
+    keep_going: bool,
+    format: Option<DropFormat>,
+    progress: Option<ProgressFn>,
+}
+
+impl Lakehouse {
+    /// Appends the drops named by `sources` (files, folders, glob patterns) to bronze.
+    pub fn append<S: Into<String>>(&self, sources: impl IntoIterator<Item = S>) -> AppendBuilder {
+        AppendBuilder {
+            lake: self.clone(),
+            sources: sources.into_iter().map(Into::into).collect(),
+            table: DEFAULT_BRONZE.to_string(),
+            keep_going: false,
+            format: None,
+            progress: None,
+        }
+    }
+}
+
+impl AppendBuilder {
+    /// The bronze table to append to (default `bronze.online_retail`).
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Go on with the other drops after one fails (default: stop at the first failure).
+    pub fn with_keep_going(mut self, keep_going: bool) -> Self {
+        self.keep_going = keep_going;
+        self
+    }
+
+    /// Force the text format instead of guessing it from the name and content.
+    pub fn with_format(mut self, format: Option<DropFormat>) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Called as drops are planned, started and finished.
+    pub fn with_progress(mut self, f: impl Fn(&AppendProgress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    async fn execute(self) -> Result<AppendReport> {
+        let catalog = self.lake.catalog();
+        let bronze_id: TableId = self.table.parse()?;
+        let bronze_spec = catalog.table(&bronze_id)?;
+        let rejects_id: TableId = bronze_spec
+            .rejects
+            .as_deref()
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{bronze_id} is not a bronze table (it declares no rejects table)"
+                ))
+            })?
+            .parse()?;
+        let layout = Arc::new(DropLayout::new(bronze_spec, catalog.table(&rejects_id)?)?);
+        let mut bronze = Target::open(&self.lake, &bronze_id).await?;
+        let mut rejects = Target::open(&self.lake, &rejects_id).await?;
+
+        let drops = resolve_sources(&self.sources)?;
+        let notify = |p: AppendProgress| {
+            if let Some(f) = &self.progress {
+                f(&p);
+            }
+        };
+        notify(AppendProgress::Planned {
+            drops: drops.len(),
+            bytes: drops.iter().map(|d| d.1).sum(),
+        });
+
+        let version_before = bronze.version();
+        let mut reports = Vec::with_capacity(drops.len());
+        let mut stop = false;
+        for (path, bytes) in drops {
+            let file = file_url(&path);
+            if stop {
+                reports.push(DropReport::new(file, bytes, DropStatus::NotAttempted));
+                continue;
+            }
+            notify(AppendProgress::Started { file: file.clone() });
+            let report = match ingest_one(
+                &path,
+                &file,
+                bytes,
+                &layout,
+                self.format,
+                &mut bronze,
+                &mut rejects,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut r = DropReport::new(file, bytes, DropStatus::Failed);
+                    r.bad_input = e.is_bad_input();
+                    r.error = Some(crate::error::display_chain(&e));
+                    r
+                }
+            };
+            if report.status == DropStatus::Failed && !self.keep_going {
+                stop = true;
+            }
+            notify(AppendProgress::Finished {
+                report: report.clone(),
+            });
+            reports.push(report);
+        }
+        let count = |s| reports.iter().filter(|r| r.status == s).count();
+        Ok(AppendReport {
+            table: bronze_id.to_string(),
+            rejects_table: rejects_id.to_string(),
+            version_before,
+            version_after: bronze.version(),
+            added: count(DropStatus::Added),
+            skipped: count(DropStatus::Skipped),
+            failed: count(DropStatus::Failed),
+            rows: reports.iter().map(|r| r.rows).sum(),
+            rejects: reports.iter().map(|r| r.rejects).sum(),
+            drops: reports,
+        })
+    }
+}
+
+impl IntoFuture for AppendBuilder {
+    type Output = Result<AppendReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+impl DropReport {
+    fn new(file: String, bytes: u64, status: DropStatus) -> Self {
+        Self {
+            file,
+            sha256: String::new(),
+            status,
+            format: None,
+            rows: 0,
+            rejects: 0,
+            bytes,
+            version: None,
+            error: None,
+            bad_input: false,
+        }
+    }
+}
+
+/// A table being appended to: its log store and current state.
+struct Target {
+    id: TableId,
+    log_store: LogStoreRef,
+    state: DeltaTableState,
+}
+
+impl Target {
+    async fn open(lake: &Lakehouse, id: &TableId) -> Result<Self> {
+        let table: DeltaTable = lake.current_table(id).await?;
+        let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
+        Ok(Self {
+            id: id.clone(),
+            log_store: table.log_store(),
+            state,
+        })
+    }
+
+    fn version(&self) -> u64 {
+        self.state.version()
+    }
+
+    async fn has_txn(&self, app_id: &str) -> Result<bool> {
+        Ok(self
+            .state
+            .transaction_version(self.log_store.as_ref(), app_id)
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?
+            .is_some())
+    }
+
+    fn writer(&self) -> DeltaWriter {
+        let config = self.state.table_config();
+        let schema = self.state.snapshot().arrow_schema();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let wc = WriterConfig::new(
+            schema,
+            self.state.metadata().partition_columns().to_vec(),
+            Some(props),
+            Some(config.target_file_size()),
+            None,
+            config.num_indexed_cols(),
+            config
+                .data_skipping_stats_columns
+                .as_ref()
+                .map(|c| c.iter().map(|s| s.to_string()).collect()),
+        );
+        DeltaWriter::new(self.log_store.object_store(None), wc)
+    }
+
+    /// Commits `adds` as one append carrying the drop's transaction and metadata.
+    async fn commit(
+        &mut self,
+        adds: Vec<deltalake::kernel::Add>,
+        app_id: &str,
+        metadata: serde_json::Value,
+    ) -> Result<u64> {
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, 1))
+            .with_metadata([("berserkr.drop".to_string(), metadata)]);
+        let finalized = CommitBuilder::from(props)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(
+                Some(&self.state),
+                self.log_store.clone(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.state = finalized.snapshot();
+        Ok(finalized.version())
+    }
+}
+
+async fn ingest_one(
+    path: &Path,
+    file: &str,
+    bytes: u64,
+    layout: &Arc<DropLayout>,
+    format: Option<DropFormat>,
+    bronze: &mut Target,
+    rejects: &mut Target,
+) -> Result<DropReport> {
+    let sha256 = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || sha256_file(&path))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??
+    };
+    let app_id = format!("{DROP_APP_ID_PREFIX}{sha256}");
+    let mut report = DropReport::new(file.to_string(), bytes, DropStatus::Skipped);
+    report.sha256 = sha256.clone();
+    let format = format.or_else(|| DropFormat::from_name(file));
+    report.format = format;
+    if bronze.has_txn(&app_id).await? {
+        return Ok(report);
+    }
+    let meta = DropMeta {
+        file: file.to_string(),
+        sha256: sha256.clone(),
+        ingested_at_us: chrono::Utc::now().timestamp_micros(),
+    };
+
+    // Parse on the blocking pool; write the chunks here as they come.
+    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    let parse = {
+        let path = path.to_path_buf();
+        let layout = layout.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<DropStats> {
+            let f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+            let reader = std::io::BufReader::with_capacity(1 << 20, f);
+            read_drop(reader, &meta, &layout, format, |chunk| {
+                tx.blocking_send(chunk)
+                    .map_err(|_| Error::Task("the Parquet writer stopped".into()))
+            })
+        })
+    };
+    let mut bronze_writer = bronze.writer();
+    let mut rejects_writer: Option<DeltaWriter> = None;
+    let mut write_error: Option<DeltaTableError> = None;
+    while let Some(chunk) = rx.recv().await {
+        if write_error.is_some() {
+            continue; // drain, so the parser finishes
+        }
+        if chunk.rows.num_rows() > 0 {
+            if let Err(e) = bronze_writer.write(&chunk.rows).await {
+                write_error = Some(e);
+                continue;
+            }
+        }
+        if let Some(rj) = &chunk.rejects {
+            let w = rejects_writer.get_or_insert_with(|| rejects.writer());
+            if let Err(e) = w.write(rj).await {
+                write_error = Some(e);
+            }
+        }
+    }
+    let parsed = parse.await.map_err(|e| Error::Task(e.to_string()))?;
+    let stats = match (parsed, write_error) {
+        (Ok(stats), None) => stats,
+        (parsed, write_error) => {
+            // Nothing is committed: abandon the files written so far.
+            let _ = bronze_writer.abort().await;
+            if let Some(w) = rejects_writer {
+                let _ = w.abort().await;
+            }
+            return Err(match (parsed, write_error) {
+                (Err(e), _) => e,
+                (_, Some(e)) => Error::delta(&bronze.id, e),
+                (Ok(_), None) => unreachable!("handled above"),
+            });
+        }
+    };
+    let bronze_adds = bronze_writer
+        .close()
+        .await
+        .map_err(|e| Error::delta(&bronze.id, e))?;
+    let metadata = json!({
+        "file": file,
+        "sha256": sha256,
+        "format": format,
+        "rows": stats.rows,
+        "rejects": stats.rejects,
+        "lines": stats.lines,
+        "compressed_bytes": bytes,
+        "uncompressed_bytes": stats.uncompressed_bytes,
+    });
+    if let Some(w) = rejects_writer {
+        let adds = w.close().await.map_err(|e| Error::delta(&rejects.id, e))?;
+        if !rejects.has_txn(&app_id).await? {
+            rejects.commit(adds, &app_id, metadata.clone()).await?;
+        }
+    }
+    let version = bronze.commit(bronze_adds, &app_id, metadata).await?;
+    report.status = DropStatus::Added;
+    report.rows = stats.rows;
+    report.rejects = stats.rejects;
+    report.version = Some(version);
+    Ok(report)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path.display(), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Expands files, folders (their `*.lzo` files) and glob patterns, sorted, without duplicates.
+pub fn resolve_sources(sources: &[String]) -> Result<Vec<(PathBuf, u64)>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for s in sources {
+        if s.contains("://") && !s.starts_with("file://") {
+            return Err(Error::Usage(format!(
+                "{s}: only local drops are supported for now"
+            )));
+        }
+        let s = s.strip_prefix("file://").unwrap_or(s);
+        let p = Path::new(s);
+        if s.contains(['*', '?', '[']) {
+            let mut matched: Vec<PathBuf> = glob::glob(s)
+                .map_err(|e| Error::Usage(format!("{s}: bad pattern: {e}")))?
+                .filter_map(|r| r.ok())
+                .filter(|p| p.is_file())
+                .collect();
+            if matched.is_empty() {
+                return Err(Error::Usage(format!("no drops match {s}")));
+            }
+            matched.sort();
+            out.extend(matched);
+        } else if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p.display(), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "lzo"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::Usage(format!("no .lzo drops in {s}")));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            std::fs::metadata(p).map_err(|e| Error::io(p.display(), e))?;
+            out.push(p.to_path_buf());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut result = Vec::new();
+    for p in out {
+        let abs = std::fs::canonicalize(&p).map_err(|e| Error::io(p.display(), e))?;
+        if seen.insert(abs.clone()) {
+            let len = std::fs::metadata(&abs)
+                .map_err(|e| Error::io(abs.display(), e))?
+                .len();
+            result.push((abs, len));
+        }
+    }
+    Ok(result)
+}
+
+fn file_url(path: &Path) -> String {
+    url::Url::from_file_path(path)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|()| path.display().to_string())
+}

@@ -1,0 +1,4 @@
+//! Operations on the lake, as builders awaited like delta-rs operations
+//! (`lake.append(paths).with_keep_going(true).await`).
+
+pub mod append;
