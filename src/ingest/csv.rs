@@ -34,7 +34,7 @@ pub(super) fn last_boundary(buf: &[u8]) -> Option<usize> {
     let mut end = buf.len();
     while let Some(nl) = memchr::memrchr(b'\n', &buf[..end]) {
         after += memchr::memchr_iter(b'"', &buf[nl..end]).count();
-        if (total - after) % 2 == 0 {
+        if (total - after).is_multiple_of(2) {
             return Some(nl + 1);
         }
         end = nl;

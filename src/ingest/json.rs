@@ -14,10 +14,7 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Resul
     let mut b = ChunkBuilder::new(ctx, text.len());
     let layout = &ctx.layout;
     let mut values: Vec<Option<String>> = vec![None; layout.source_columns.len()];
-    let mut line = first_line;
-    for raw in text.split_inclusive(|&c| c == b'\n') {
-        let this = line;
-        line += 1;
+    for (this, raw) in (first_line..).zip(text.split_inclusive(|&c| c == b'\n')) {
         let body = raw.strip_suffix(b"\n").unwrap_or(raw);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         if body.iter().all(u8::is_ascii_whitespace) {

@@ -164,16 +164,16 @@ impl Decoder<'_, '_> {
     fn run(&mut self) -> Result<(), Lzo1xError> {
         let mut next = Next::Instruction;
         // A first byte above 17 is a literal run of (byte - 17) bytes.
-        if let Some(&first) = self.inp.first() {
-            if first > 17 {
-                self.ip = 1;
-                let t = first as usize - 17;
-                if t < 4 {
-                    next = Next::TrailingLiterals(t);
-                } else {
-                    self.literals(t)?;
-                    next = Next::AfterLiteralRun;
-                }
+        if let Some(&first) = self.inp.first()
+            && first > 17
+        {
+            self.ip = 1;
+            let t = first as usize - 17;
+            if t < 4 {
+                next = Next::TrailingLiterals(t);
+            } else {
+                self.literals(t)?;
+                next = Next::AfterLiteralRun;
             }
         }
         loop {

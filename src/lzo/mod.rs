@@ -164,6 +164,9 @@ impl<R: Read> Counting<R> {
     }
 }
 
+/// A decoded block, or why it could not be.
+type BlockResult = Result<Vec<u8>, LzoError>;
+
 /// One framed block, ready to decode on any thread.
 struct Frame {
     index: u64,
@@ -196,7 +199,7 @@ pub struct LzopDecoder<R> {
     next_block: u64,
     parallel: bool,
     max_in_flight: usize,
-    in_flight: VecDeque<(u64, Receiver<Result<Vec<u8>, LzoError>>)>,
+    in_flight: VecDeque<(u64, Receiver<BlockResult>)>,
     bytes_in_flight: u64,
     /// Framing is over: end of file reached, or an error was queued.
     done: bool,

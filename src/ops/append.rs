@@ -416,11 +416,11 @@ async fn ingest_one(
         if write_error.is_some() {
             continue; // drain, so the parser finishes
         }
-        if chunk.rows.num_rows() > 0 {
-            if let Err(e) = bronze_writer.write(&chunk.rows).await {
-                write_error = Some(e);
-                continue;
-            }
+        if chunk.rows.num_rows() > 0
+            && let Err(e) = bronze_writer.write(&chunk.rows).await
+        {
+            write_error = Some(e);
+            continue;
         }
         if let Some(rj) = &chunk.rejects {
             let w = rejects_writer.get_or_insert_with(|| rejects.writer());
