@@ -505,7 +505,17 @@ async fn big_drops_keep_line_numbers_across_chunks_and_blocks() {
         }
     }
     write_drop(&drops, "big.csv.lzo", text.as_bytes());
-    let r = lake.append([drops.to_str().unwrap()]).await.unwrap();
+    // Three Parquet writers, as a large drop gets: rows spread over three files, one commit.
+    let r = lake
+        .append([drops.to_str().unwrap()])
+        .with_writers(Some(3))
+        .await
+        .unwrap();
+    assert_eq!(r.version_after, r.version_before + 1);
+    assert_eq!(
+        walk_parquet(&dir.path().join("lake/bronze/online_retail")),
+        3
+    );
     assert_eq!((r.rows, r.rejects), (rows, 0));
     let q = query(
         &lake,

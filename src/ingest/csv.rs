@@ -60,10 +60,12 @@ struct Field {
     escaped: bool,
 }
 
-/// Splits the record starting at `p` into `fields`; returns the offset after its terminator.
-fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<usize, Fault> {
+/// Splits the record starting at `p` into `fields`; returns the offset after its terminator and
+/// the number of newlines inside its quoted fields.
+fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<(usize, u64), Fault> {
     fields.clear();
     let n = text.len();
+    let mut quoted_newlines = 0u64;
     loop {
         if p < n && text[p] == b'"' {
             let start = p + 1;
@@ -88,13 +90,16 @@ fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<us
                 end,
                 escaped,
             });
+            quoted_newlines += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64;
             p = end + 1;
             match text.get(p) {
-                None => return Ok(n),
+                None => return Ok((n, quoted_newlines)),
                 Some(b',') => p += 1,
-                Some(b'\n') => return Ok(p + 1),
-                Some(b'\r') if text.get(p + 1) == Some(&b'\n') => return Ok(p + 2),
-                Some(b'\r') if p + 1 == n => return Ok(n),
+                Some(b'\n') => return Ok((p + 1, quoted_newlines)),
+                Some(b'\r') if text.get(p + 1) == Some(&b'\n') => {
+                    return Ok((p + 2, quoted_newlines));
+                }
+                Some(b'\r') if p + 1 == n => return Ok((n, quoted_newlines)),
                 Some(_) => return Err(Fault::AfterQuote(p)),
             }
         } else {
@@ -124,7 +129,7 @@ fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<us
                         end: e,
                         escaped: false,
                     });
-                    return Ok(if next.is_some() { end + 1 } else { n });
+                    return Ok((if next.is_some() { end + 1 } else { n }, quoted_newlines));
                 }
             }
         }
@@ -194,17 +199,19 @@ fn unescape(raw: &[u8], escaped: bool) -> std::borrow::Cow<'_, [u8]> {
     out.into()
 }
 
-/// Parses a chunk of complete records starting at physical line `first_line`.
-pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Result<super::Chunk> {
+/// Parses a chunk of complete records; line numbers are relative to the chunk's first line.
+pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8]) -> Result<super::Parsed> {
     let mut b = ChunkBuilder::new(ctx, text.len());
     let header = &ctx.header;
-    let mut fields: Vec<Field> = Vec::with_capacity(header.len() + 1);
     // Source columns the header does not name: null in every row.
     let missing: Vec<usize> = (0..ctx.layout.source_columns.len())
         .filter(|c| !header.iter().any(|(_, h)| *h == Some(*c)))
         .collect();
+    // Validate UTF-8 once for the whole chunk; fields split at ASCII bytes are then valid too.
+    let valid = std::str::from_utf8(text).ok();
+    let mut fields: Vec<Field> = Vec::with_capacity(header.len() + 1);
     let mut p = 0usize;
-    let mut line = first_line;
+    let mut line = 0u64;
     let n = text.len();
     while p < n {
         // Blank lines carry no data; skip them.
@@ -219,7 +226,8 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Resul
             continue;
         }
         let start = p;
-        match split_record(text, p, &mut fields) {
+        let (next, quoted_newlines) = match split_record(text, p, &mut fields) {
+            Ok(r) => r,
             Err(fault) => {
                 // Reject through the end of the line where the fault is (the first line for an
                 // unterminated quote), and carry on after it.
@@ -245,88 +253,89 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Resul
                 };
                 let end = memchr::memchr(b'\n', &text[at..]).map_or(n, |i| at + i);
                 b.reject(line, reason, &text[start..end]);
-                line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64 + 1;
+                line += memchr::memchr_iter(b'\n', &text[start..end]).count() as u64
+                    + u64::from(end < n);
                 p = end + 1;
                 continue;
             }
-            Ok(next) => {
-                let rec_lines = memchr::memchr_iter(b'\n', &text[start..next]).count() as u64;
-                let rec_line = line;
-                line += rec_lines;
-                p = next;
-                let raw_end = if text[..next].ends_with(b"\n") {
-                    next - 1
-                } else {
-                    next
-                };
-                if fields.len() != header.len() {
-                    b.reject(
-                        rec_line,
-                        format!(
-                            "wrong field count: {} fields, the header has {}",
-                            fields.len(),
-                            header.len()
-                        ),
-                        &text[start..raw_end],
-                    );
-                    continue;
+        };
+        let rec_line = line;
+        let terminated = text[..next].ends_with(b"\n");
+        line += quoted_newlines + u64::from(terminated);
+        p = next;
+        let raw_end = if terminated { next - 1 } else { next };
+        if fields.len() != header.len() {
+            b.reject(
+                rec_line,
+                format!(
+                    "wrong field count: {} fields, the header has {}",
+                    fields.len(),
+                    header.len()
+                ),
+                &text[start..raw_end],
+            );
+            continue;
+        }
+        if next - start > MAX_RECORD_BYTES {
+            b.reject(
+                rec_line,
+                format!("record longer than {MAX_RECORD_BYTES} bytes"),
+                &text[start..raw_end],
+            );
+            continue;
+        }
+        // Validate every field before appending any, so a rejected row leaves no trace.
+        // '"' is ASCII, so the raw field (escapes included) is valid UTF-8 iff its value is.
+        let as_str = |f: &Field| -> Result<&str, std::str::Utf8Error> {
+            match valid.and_then(|t| t.get(f.start..f.end)) {
+                Some(s) => Ok(s),
+                None => std::str::from_utf8(&text[f.start..f.end]),
+            }
+        };
+        if valid.is_none()
+            && let Some((i, e)) = fields
+                .iter()
+                .enumerate()
+                .find_map(|(i, f)| as_str(f).err().map(|e| (i, e)))
+        {
+            let reason = format!(
+                "invalid UTF-8 in field {} ({}) at byte {} of the field",
+                i + 1,
+                header[i].0,
+                e.valid_up_to()
+            );
+            b.reject(rec_line, reason, &text[start..raw_end]);
+            continue;
+        }
+        let mut rescued: Option<serde_json::Map<String, serde_json::Value>> = None;
+        for (f, (name, col)) in fields.iter().zip(header) {
+            let raw = as_str(f).unwrap_or_default();
+            let value: std::borrow::Cow<'_, str> = if f.escaped {
+                raw.replace("\"\"", "\"").into()
+            } else {
+                raw.into()
+            };
+            match col {
+                Some(c) => b.values[*c].append_value(&value),
+                None => {
+                    rescued
+                        .get_or_insert_with(Default::default)
+                        .insert(name.clone(), serde_json::Value::String(value.into_owned()));
                 }
-                if rec_line_too_long(start, next) {
-                    b.reject(
-                        rec_line,
-                        format!("record longer than {MAX_RECORD_BYTES} bytes"),
-                        &text[start..raw_end],
-                    );
-                    continue;
-                }
-                // Validate every field before appending any, so a rejected row leaves no trace.
-                // '"' is ASCII, so the raw field (escapes included) is valid UTF-8 iff its value is.
-                if let Some((i, e)) = fields.iter().enumerate().find_map(|(i, f)| {
-                    std::str::from_utf8(&text[f.start..f.end])
-                        .err()
-                        .map(|e| (i, e))
-                }) {
-                    let reason = format!(
-                        "invalid UTF-8 in field {} ({}) at byte {} of the field",
-                        i + 1,
-                        header[i].0,
-                        e.valid_up_to()
-                    );
-                    b.reject(rec_line, reason, &text[start..raw_end]);
-                    continue;
-                }
-                let mut rescued: Option<serde_json::Map<String, serde_json::Value>> = None;
-                for (f, (name, col)) in fields.iter().zip(header) {
-                    let raw = &text[f.start..f.end];
-                    let value = unescape(raw, f.escaped);
-                    let value = std::str::from_utf8(&value).expect("validated above");
-                    match col {
-                        Some(c) => b.values[*c].append_value(value),
-                        None => {
-                            rescued
-                                .get_or_insert_with(Default::default)
-                                .insert(name.clone(), serde_json::Value::String(value.to_string()));
-                        }
-                    }
-                }
-                for &c in &missing {
-                    b.values[c].append_null();
-                }
-                match rescued {
-                    Some(m) => b
-                        .rescued
-                        .append_value(serde_json::Value::Object(m).to_string()),
-                    None => b.rescued.append_null(),
-                }
-                b.lines.push(rec_line as i64);
             }
         }
+        for &c in &missing {
+            b.values[c].append_null();
+        }
+        match rescued {
+            Some(m) => b
+                .rescued
+                .append_value(serde_json::Value::Object(m).to_string()),
+            None => b.rescued.append_null(),
+        }
+        b.lines.push(rec_line as i64);
     }
-    b.finish(text.len())
-}
-
-fn rec_line_too_long(start: usize, next: usize) -> bool {
-    next - start > MAX_RECORD_BYTES
+    b.finish(text.len(), line)
 }
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ use serde_json::value::RawValue;
 use super::{ChunkBuilder, ParseCtx};
 use crate::error::Result;
 
-/// Parses a chunk of complete lines starting at physical line `first_line`.
-pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Result<super::Chunk> {
+/// Parses a chunk of complete lines; line numbers are relative to the chunk's first line.
+pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8]) -> Result<super::Parsed> {
     let mut b = ChunkBuilder::new(ctx, text.len());
     let layout = &ctx.layout;
     let mut values: Vec<Option<String>> = vec![None; layout.source_columns.len()];
-    for (this, raw) in (first_line..).zip(text.split_inclusive(|&c| c == b'\n')) {
+    for (this, raw) in (0u64..).zip(text.split_inclusive(|&c| c == b'\n')) {
         let body = raw.strip_suffix(b"\n").unwrap_or(raw);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -87,5 +87,6 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8], first_line: u64) -> Resul
         }
         b.lines.push(this as i64);
     }
-    b.finish(text.len())
+    let newlines = memchr::memchr_iter(b'\n', text).count() as u64;
+    b.finish(text.len(), newlines)
 }

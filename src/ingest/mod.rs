@@ -18,6 +18,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, bounded};
+use deltalake::arrow::array::ArrayRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
 pub use layout::DropLayout;
@@ -100,13 +101,27 @@ pub struct DropStats {
 /// What a parse job needs besides its bytes.
 struct ParseCtx {
     layout: Arc<DropLayout>,
-    meta: DropMeta,
     /// CSV: for each header field, the source column it fills (None: goes to rescued data).
     header: Vec<(String, Option<usize>)>,
 }
 
-/// A parse job's output: the chunk, and the physical lines it spanned.
-type JobResult = Result<Chunk>;
+/// A parse job's output: a chunk whose line numbers are relative to its first line.
+type JobResult = Result<Parsed>;
+
+/// A parsed chunk before its line numbers are known: parse jobs run ahead of each other, so a
+/// chunk's first line is only known once the chunks before it are done.
+struct Parsed {
+    values: Vec<ArrayRef>,
+    rescued: ArrayRef,
+    /// 0-based line of each row, relative to the chunk's first line.
+    lines: Vec<i64>,
+    reject_lines: Vec<i64>,
+    reject_reasons: Vec<String>,
+    reject_raw: Vec<Vec<u8>>,
+    /// Newlines in the chunk: how far the next chunk's first line is.
+    newlines: u64,
+    bytes: u64,
+}
 
 /// Reads a whole drop, handing parsed chunks to `emit` in file order.
 ///
@@ -131,15 +146,21 @@ pub fn read_drop<R: Read>(
     let max_in_flight = rayon::current_num_threads() + 2;
     let mut eof = false;
 
+    // Line of the first chunk not yet drained (1-based).
+    let mut next_line: u64 = 0;
     let mut drain = |in_flight: &mut VecDeque<Receiver<JobResult>>,
                      stats: &mut DropStats,
+                     next_line: &mut u64,
                      keep: usize|
      -> Result<()> {
         while in_flight.len() > keep {
             let rx = in_flight.pop_front().expect("non-empty");
-            let chunk = rx
+            let parsed = rx
                 .recv()
                 .map_err(|_| Error::Task("chunk parser vanished".into()))??;
+            let base = *next_line as i64;
+            *next_line += parsed.newlines;
+            let chunk = parsed.into_chunk(layout, meta, base)?;
             stats.rows += chunk.rows.num_rows() as u64;
             stats.rejects += chunk.rejects.as_ref().map_or(0, |r| r.num_rows() as u64);
             emit(chunk)?;
@@ -192,10 +213,10 @@ pub fn read_drop<R: Read>(
                 }
             };
             line += memchr::memchr_iter(b'\n', &buf[..consumed]).count() as u64;
+            next_line = line;
             buf.drain(..consumed);
             ctx = Some(Arc::new(ParseCtx {
                 layout: layout.clone(),
-                meta: meta.clone(),
                 header,
             }));
         }
@@ -222,32 +243,38 @@ pub fn read_drop<R: Read>(
                 // A line longer than any record accepted: hand it over whole, it is rejected.
                 cut = buf.len();
             }
-            let text: Vec<u8> = buf.drain(..cut).collect();
-            let lines = memchr::memchr_iter(b'\n', &text).count() as u64;
-            submit(&mut in_flight, ctx, text, line, fmt);
-            line += lines;
-            drain(&mut in_flight, &mut stats, max_in_flight)?;
+            // Hand the chunk over and keep only the tail (at most a block) in a new buffer.
+            let mut rest = Vec::with_capacity(CHUNK_BYTES + 512 * 1024);
+            rest.extend_from_slice(&buf[cut..]);
+            let text = std::mem::replace(&mut buf, rest);
+            let text = truncate(text, cut);
+            submit(&mut in_flight, ctx, text, fmt);
+            drain(&mut in_flight, &mut stats, &mut next_line, max_in_flight)?;
         }
     }
-    drain(&mut in_flight, &mut stats, 0)?;
-    stats.lines = line - 1 + u64::from(last_byte.is_some_and(|b| b != b'\n'));
+    drain(&mut in_flight, &mut stats, &mut next_line, 0)?;
+    stats.lines = next_line.max(1) - 1 + u64::from(last_byte.is_some_and(|b| b != b'\n'));
     stats.uncompressed_bytes = blocks.uncompressed_bytes();
     Ok(stats)
+}
+
+fn truncate(mut v: Vec<u8>, len: usize) -> Vec<u8> {
+    v.truncate(len);
+    v
 }
 
 fn submit(
     in_flight: &mut VecDeque<Receiver<JobResult>>,
     ctx: &Arc<ParseCtx>,
     text: Vec<u8>,
-    first_line: u64,
     fmt: DropFormat,
 ) {
     let (tx, rx) = bounded(1);
     let ctx = ctx.clone();
     rayon::spawn(move || {
         let result = match fmt {
-            DropFormat::Csv => csv::parse_chunk(&ctx, &text, first_line),
-            DropFormat::JsonLines => json::parse_chunk(&ctx, &text, first_line),
+            DropFormat::Csv => csv::parse_chunk(&ctx, &text),
+            DropFormat::JsonLines => json::parse_chunk(&ctx, &text),
         };
         let _ = tx.send(result);
     });
@@ -255,8 +282,7 @@ fn submit(
 }
 
 /// Collects one chunk's rows and rejects, then builds its batches.
-struct ChunkBuilder<'a> {
-    ctx: &'a ParseCtx,
+struct ChunkBuilder {
     /// One builder per source column of the table, in layout order.
     values: Vec<deltalake::arrow::array::StringBuilder>,
     rescued: deltalake::arrow::array::StringBuilder,
@@ -266,12 +292,11 @@ struct ChunkBuilder<'a> {
     reject_raw: Vec<Vec<u8>>,
 }
 
-impl<'a> ChunkBuilder<'a> {
-    fn new(ctx: &'a ParseCtx, bytes: usize) -> Self {
+impl ChunkBuilder {
+    fn new(ctx: &ParseCtx, bytes: usize) -> Self {
         let rows_guess = bytes / 64 + 16;
         let n = ctx.layout.source_columns.len();
         Self {
-            ctx,
             values: (0..n)
                 .map(|_| {
                     deltalake::arrow::array::StringBuilder::with_capacity(
@@ -295,18 +320,30 @@ impl<'a> ChunkBuilder<'a> {
         self.reject_raw.push(raw.to_vec());
     }
 
-    fn finish(mut self, bytes: usize) -> Result<Chunk> {
-        let layout = &self.ctx.layout;
-        let meta = &self.ctx.meta;
-        let rows = layout.bronze_batch(
-            self.values
+    fn finish(mut self, bytes: usize, newlines: u64) -> Result<Parsed> {
+        Ok(Parsed {
+            values: self
+                .values
                 .iter_mut()
-                .map(|b| Arc::new(b.finish()) as _)
+                .map(|b| Arc::new(b.finish()) as ArrayRef)
                 .collect(),
-            Arc::new(self.rescued.finish()),
-            &self.lines,
-            meta,
-        )?;
+            rescued: Arc::new(self.rescued.finish()),
+            lines: self.lines,
+            reject_lines: self.reject_lines,
+            reject_reasons: self.reject_reasons,
+            reject_raw: self.reject_raw,
+            newlines,
+            bytes: bytes as u64,
+        })
+    }
+}
+
+impl Parsed {
+    /// Builds the batches, now that the chunk's first line (`base`, 1-based) is known.
+    fn into_chunk(mut self, layout: &DropLayout, meta: &DropMeta, base: i64) -> Result<Chunk> {
+        self.lines.iter_mut().for_each(|l| *l += base);
+        self.reject_lines.iter_mut().for_each(|l| *l += base);
+        let rows = layout.bronze_batch(self.values, self.rescued, &self.lines, meta)?;
         let rejects = if self.reject_lines.is_empty() {
             None
         } else {
@@ -320,7 +357,7 @@ impl<'a> ChunkBuilder<'a> {
         Ok(Chunk {
             rows,
             rejects,
-            bytes: bytes as u64,
+            bytes: self.bytes,
         })
     }
 }

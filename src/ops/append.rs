@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::logstore::LogStoreRef;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::table::state::DeltaTableState;
@@ -28,7 +30,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::catalog::TableId;
+use crate::catalog::{ColumnRole, TableId};
 use crate::error::{Error, Result};
 use crate::ingest::{Chunk, DropFormat, DropLayout, DropMeta, DropStats, read_drop};
 use crate::lake::Lakehouse;
@@ -135,6 +137,7 @@ pub struct AppendBuilder {
     table: String,
     keep_going: bool,
     format: Option<DropFormat>,
+    writers: Option<usize>,
     progress: Option<ProgressFn>,
 }
 
@@ -147,6 +150,7 @@ impl Lakehouse {
             table: DEFAULT_BRONZE.to_string(),
             keep_going: false,
             format: None,
+            writers: None,
             progress: None,
         }
     }
@@ -168,6 +172,12 @@ impl AppendBuilder {
     /// Force the text format instead of guessing it from the name and content.
     pub fn with_format(mut self, format: Option<DropFormat>) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Parquet writers per drop (default: one per core for drops over 16 MiB, else one).
+    pub fn with_writers(mut self, writers: Option<usize>) -> Self {
+        self.writers = writers;
         self
     }
 
@@ -215,12 +225,18 @@ impl AppendBuilder {
                 continue;
             }
             notify(AppendProgress::Started { file: file.clone() });
+            let writers = self.writers.unwrap_or(if bytes > PARALLEL_WRITE_BYTES {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+            } else {
+                1
+            });
             let report = match ingest_one(
                 &path,
                 &file,
                 bytes,
                 &layout,
                 self.format,
+                writers,
                 &mut bronze,
                 &mut rejects,
             )
@@ -289,16 +305,27 @@ struct Target {
     id: TableId,
     log_store: LogStoreRef,
     state: DeltaTableState,
+    /// Lineage columns with one value per drop.
+    constant_columns: Vec<String>,
 }
 
 impl Target {
     async fn open(lake: &Lakehouse, id: &TableId) -> Result<Self> {
         let table: DeltaTable = lake.current_table(id).await?;
         let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
+        let constant_columns = lake
+            .catalog()
+            .table(id)?
+            .columns
+            .iter()
+            .filter(|c| matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256))
+            .map(|c| c.name.clone())
+            .collect();
         Ok(Self {
             id: id.clone(),
             log_store: table.log_store(),
             state,
+            constant_columns,
         })
     }
 
@@ -318,10 +345,22 @@ impl Target {
     fn writer(&self) -> DeltaWriter {
         let config = self.state.table_config();
         let schema = self.state.snapshot().arrow_schema();
-        let props = WriterProperties::builder()
+        // File statistics live in the footer (Delta reads them from there); page-level
+        // statistics would double the min/max work for nothing bronze queries use. Columns that
+        // hold one long value per drop (file URL, hash) get none: min/max over millions of copies
+        // of the same 64 bytes was a fifth of the append's CPU, and the commit metadata names
+        // each file's drop anyway.
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
+        for name in &self.constant_columns {
+            props = props.set_column_statistics_enabled(
+                ColumnPath::from(name.as_str()),
+                EnabledStatistics::None,
+            );
+        }
+        let props = props.build();
         let wc = WriterConfig::new(
             schema,
             self.state.metadata().partition_columns().to_vec(),
@@ -371,6 +410,7 @@ async fn ingest_one(
     bytes: u64,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
+    writers: usize,
     bronze: &mut Target,
     rejects: &mut Target,
 ) -> Result<DropReport> {
@@ -409,46 +449,55 @@ async fn ingest_one(
             })
         })
     };
-    let mut bronze_writer = bronze.writer();
-    let mut rejects_writer: Option<DeltaWriter> = None;
-    let mut write_error: Option<DeltaTableError> = None;
+    let mut bronze_pool = WriterPool::new(bronze, writers);
+    let mut rejects_pool: Option<WriterPool> = None;
     while let Some(chunk) = rx.recv().await {
-        if write_error.is_some() {
-            continue; // drain, so the parser finishes
+        if chunk.rows.num_rows() > 0 {
+            bronze_pool.write(chunk.rows).await;
         }
-        if chunk.rows.num_rows() > 0
-            && let Err(e) = bronze_writer.write(&chunk.rows).await
-        {
-            write_error = Some(e);
-            continue;
-        }
-        if let Some(rj) = &chunk.rejects {
-            let w = rejects_writer.get_or_insert_with(|| rejects.writer());
-            if let Err(e) = w.write(rj).await {
-                write_error = Some(e);
-            }
+        if let Some(rj) = chunk.rejects {
+            rejects_pool
+                .get_or_insert_with(|| WriterPool::new(rejects, 1))
+                .write(rj)
+                .await;
         }
     }
     let parsed = parse.await.map_err(|e| Error::Task(e.to_string()))?;
-    let stats = match (parsed, write_error) {
-        (Ok(stats), None) => stats,
-        (parsed, write_error) => {
-            // Nothing is committed: abandon the files written so far.
-            let _ = bronze_writer.abort().await;
-            if let Some(w) = rejects_writer {
-                let _ = w.abort().await;
+    let bronze_written = bronze_pool.finish().await;
+    let rejects_written = match rejects_pool {
+        Some(p) => Some(p.finish().await),
+        None => None,
+    };
+    let (stats, bronze_writers, rejects_writers) = match (parsed, bronze_written, rejects_written) {
+        (Ok(stats), Ok(b), None) => (stats, b, Vec::new()),
+        (Ok(stats), Ok(b), Some(Ok(r))) => (stats, b, r),
+        (parsed, b, r) => {
+            // Nothing is committed: abandon every file written so far.
+            let mut first = parsed.err();
+            for written in [Some(b), r].into_iter().flatten() {
+                match written {
+                    Ok(ws) => abort_all(ws).await,
+                    Err(e) => {
+                        first.get_or_insert(Error::delta(&bronze.id, e));
+                    }
+                }
             }
-            return Err(match (parsed, write_error) {
-                (Err(e), _) => e,
-                (_, Some(e)) => Error::delta(&bronze.id, e),
-                (Ok(_), None) => unreachable!("handled above"),
-            });
+            return Err(first.unwrap_or_else(|| Error::Task("write failed".into())));
         }
     };
-    let bronze_adds = bronze_writer
-        .close()
-        .await
-        .map_err(|e| Error::delta(&bronze.id, e))?;
+    let (bronze_adds, rejects_adds) = match close_all(bronze_writers).await {
+        Ok(b) => match close_all(rejects_writers).await {
+            Ok(r) => (b, r),
+            Err(e) => {
+                discard(bronze, &b).await;
+                return Err(Error::delta(&rejects.id, e));
+            }
+        },
+        Err(e) => {
+            abort_all(rejects_writers).await;
+            return Err(Error::delta(&bronze.id, e));
+        }
+    };
     let metadata = json!({
         "file": file,
         "sha256": sha256,
@@ -459,10 +508,14 @@ async fn ingest_one(
         "compressed_bytes": bytes,
         "uncompressed_bytes": stats.uncompressed_bytes,
     });
-    if let Some(w) = rejects_writer {
-        let adds = w.close().await.map_err(|e| Error::delta(&rejects.id, e))?;
-        if !rejects.has_txn(&app_id).await? {
-            rejects.commit(adds, &app_id, metadata.clone()).await?;
+    if !rejects_adds.is_empty() {
+        if rejects.has_txn(&app_id).await? {
+            // Committed by an earlier run that died before its bronze commit.
+            discard(rejects, &rejects_adds).await;
+        } else {
+            rejects
+                .commit(rejects_adds, &app_id, metadata.clone())
+                .await?;
         }
     }
     let version = bronze.commit(bronze_adds, &app_id, metadata).await?;
@@ -471,6 +524,109 @@ async fn ingest_one(
     report.rejects = stats.rejects;
     report.version = Some(version);
     Ok(report)
+}
+
+/// Compressed drops above this size are encoded by several Parquet writers at once.
+const PARALLEL_WRITE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Writers of one table, each on its own task, fed batches round-robin.
+struct WriterPool {
+    senders: Vec<mpsc::Sender<RecordBatch>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<DeltaWriter, DeltaTableError>>>,
+    next: usize,
+}
+
+impl WriterPool {
+    fn new(target: &Target, n: usize) -> Self {
+        let (mut senders, mut tasks) = (Vec::new(), Vec::new());
+        for _ in 0..n.max(1) {
+            let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+            let mut writer = target.writer();
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                }
+                Ok(writer)
+            }));
+            senders.push(tx);
+        }
+        Self {
+            senders,
+            tasks,
+            next: 0,
+        }
+    }
+
+    /// Hands a batch to the next writer. A writer that failed drops its receiver; its error
+    /// comes out of [`WriterPool::finish`].
+    async fn write(&mut self, batch: RecordBatch) {
+        let i = self.next % self.senders.len();
+        self.next += 1;
+        let _ = self.senders[i].send(batch).await;
+    }
+
+    /// Waits for every writer; the writers come back unclosed, so the caller decides between
+    /// closing (to commit) and aborting.
+    async fn finish(self) -> Result<Vec<DeltaWriter>, DeltaTableError> {
+        drop(self.senders);
+        let mut writers = Vec::new();
+        let mut error = None;
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(w)) => writers.push(w),
+                Ok(Err(e)) => {
+                    error.get_or_insert(e);
+                }
+                Err(e) => {
+                    error.get_or_insert(DeltaTableError::Generic(format!("writer task: {e}")));
+                }
+            }
+        }
+        match error {
+            None => Ok(writers),
+            Some(e) => {
+                abort_all(writers).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn abort_all(writers: Vec<DeltaWriter>) {
+    for w in writers {
+        let _ = w.abort().await;
+    }
+}
+
+async fn close_all(
+    writers: Vec<DeltaWriter>,
+) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+    let mut adds = Vec::new();
+    let mut writers = writers.into_iter();
+    while let Some(w) = writers.next() {
+        match w.close().await {
+            Ok(a) => adds.extend(a),
+            Err(e) => {
+                abort_all(writers.collect()).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(adds)
+}
+
+/// Deletes data files that were written but will not be committed (best effort: an orphan
+/// file is harmless, no snapshot references it, and vacuum removes it).
+async fn discard(target: &Target, adds: &[deltalake::kernel::Add]) {
+    let store = target.log_store.object_store(None);
+    for a in adds {
+        if let Ok(path) = deltalake::Path::parse(&a.path) {
+            let _ = deltalake::logstore::object_store::ObjectStoreExt::delete(&store, &path).await;
+        }
+    }
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
