@@ -230,10 +230,13 @@ impl AppendBuilder {
             } else {
                 1
             });
-            let report = match ingest_one(
-                &path,
-                &file,
+            let drop = DropFile {
+                path: &path,
+                file: &file,
                 bytes,
+            };
+            let report = match ingest_one(
+                drop,
                 &layout,
                 self.format,
                 writers,
@@ -404,16 +407,22 @@ impl Target {
     }
 }
 
-async fn ingest_one(
-    path: &Path,
-    file: &str,
+/// One drop to ingest: where it is, its URL, its size.
+struct DropFile<'a> {
+    path: &'a Path,
+    file: &'a str,
     bytes: u64,
+}
+
+async fn ingest_one(
+    drop: DropFile<'_>,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
     writers: usize,
     bronze: &mut Target,
     rejects: &mut Target,
 ) -> Result<DropReport> {
+    let DropFile { path, file, bytes } = drop;
     let sha256 = {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || sha256_file(&path))
