@@ -33,6 +33,9 @@ pub enum LakeCommand {
         /// Text format of the drops (default: from the name, else from the content).
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
+        /// Parquet writers per drop (default: one per core for drops over 16 MiB, else one).
+        #[arg(long)]
+        writers: Option<usize>,
         /// Print a machine-readable JSON summary.
         #[arg(long)]
         json: bool,
@@ -70,6 +73,7 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
             table,
             keep_going,
             format,
+            writers,
             json,
         } => {
             let bar = (!json && std::io::stderr().is_terminal()).then(|| {
@@ -87,6 +91,7 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
                 .append(paths)
                 .with_table(table)
                 .with_keep_going(keep_going)
+                .with_writers(writers)
                 .with_format(format.map(|f| match f {
                     FormatArg::Csv => DropFormat::Csv,
                     FormatArg::Json => DropFormat::JsonLines,

@@ -143,7 +143,7 @@ pub fn read_drop<R: Read>(
     // Physical line number of buf[0] (1-based).
     let mut line: u64 = 1;
     let mut in_flight: VecDeque<Receiver<JobResult>> = VecDeque::new();
-    let max_in_flight = rayon::current_num_threads() + 2;
+    let max_in_flight = rayon::current_num_threads() + 1;
     let mut eof = false;
 
     // Line of the first chunk not yet drained (1-based).

@@ -356,6 +356,9 @@ impl Target {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(EnabledStatistics::Chunk)
+            // A row group is buffered until complete: cap it so memory does not grow with the
+            // drop (256 Ki rows of bronze is ~20 MiB encoded).
+            .set_max_row_group_row_count(Some(256 * 1024))
             .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
         for name in &self.constant_columns {
             props = props.set_column_statistics_enabled(
@@ -444,7 +447,7 @@ async fn ingest_one(
     };
 
     // Parse on the blocking pool; write the chunks here as they come.
-    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(2);
     let parse = {
         let path = path.to_path_buf();
         let layout = layout.clone();
@@ -549,7 +552,7 @@ impl WriterPool {
     fn new(target: &Target, n: usize) -> Self {
         let (mut senders, mut tasks) = (Vec::new(), Vec::new());
         for _ in 0..n.max(1) {
-            let (tx, mut rx) = mpsc::channel::<RecordBatch>(2);
+            let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
             let mut writer = target.writer();
             tasks.push(tokio::spawn(async move {
                 while let Some(batch) = rx.recv().await {
