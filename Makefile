@@ -30,6 +30,7 @@ build:
 demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake init
 	$(BERSERKR) --lake $(LAKE) lake append --keep-going $(DROPS)
+	$(BERSERKR) --lake $(LAKE) lake refresh silver
 
 ## Formatting, lints and every test (unit, integration, doc).
 test: deps py-deps

@@ -192,6 +192,30 @@ pub struct ConstraintSpec {
     pub expr: String,
 }
 
+/// What a refresh does with a row that violates an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectationAction {
+    /// Keep the row, count the violation.
+    Warn,
+    /// Move the row to the quarantine table, with the rule's name.
+    Drop,
+    /// Stop the refresh; commit nothing.
+    Fail,
+}
+
+/// A named data-quality rule: a SQL predicate every row should satisfy (NULL counts as false).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectationSpec {
+    /// Rule name.
+    pub name: String,
+    /// SQL boolean expression over the typed row.
+    pub expr: String,
+    /// What to do with violating rows.
+    pub action: ExpectationAction,
+}
+
 /// The declaration of one table (`tables/<layer>/<name>.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +232,24 @@ pub struct TableSpec {
     /// Table where lines that cannot be parsed go (bronze tables).
     #[serde(default)]
     pub rejects: Option<String>,
+    /// Table this one is refreshed from, incrementally (silver tables).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// SQL file of `tables/` typing the source's new rows (registered as `bronze_new`).
+    #[serde(default)]
+    pub transform: Option<String>,
+    /// Which typed rows belong in this table (a SQL predicate).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Keep one row of each set of identical rows, across refreshes too.
+    #[serde(default)]
+    pub dedupe: bool,
+    /// Where rows that fail a `drop` expectation go.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+    /// Data-quality expectations, checked on every typed source row before routing.
+    #[serde(default)]
+    pub expectations: Vec<ExpectationSpec>,
     /// Delta table properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -315,7 +357,12 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog embedded at build time.
     pub fn embedded() -> Result<Self> {
-        Self::from_files(embedded::EMBEDDED.iter().copied())
+        Self::from_files(Self::embedded_files())
+    }
+
+    /// The files of `tables/` and `migrations/` embedded at build time: (path, contents).
+    pub fn embedded_files() -> impl Iterator<Item = (&'static str, &'static str)> {
+        embedded::EMBEDDED.iter().copied()
     }
 
     /// Builds a catalog from (path, contents) pairs laid out like the repository.

@@ -108,6 +108,29 @@ pub enum Error {
         #[source]
         source: deltalake::ObjectStoreError,
     },
+    /// A query over a table failed.
+    #[error("query on {table}: {source}")]
+    Query {
+        /// The table being built or read.
+        table: String,
+        /// DataFusion's error.
+        #[source]
+        source: Box<deltalake::datafusion::error::DataFusionError>,
+    },
+    /// A `fail` expectation was violated: the refresh committed nothing.
+    #[error(
+        "expectation {rule} of {table} failed on {violations} rows (first at {first}); nothing was committed"
+    )]
+    ExpectationFailed {
+        /// The table declaring the rule.
+        table: String,
+        /// The rule.
+        rule: String,
+        /// Rows violating it.
+        violations: u64,
+        /// Where the first violating row came from.
+        first: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -132,7 +155,10 @@ impl Error {
 
     /// True when the error is about the input data (a bad drop), not the environment.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::Lzo(_) | Self::BadDrop { .. })
+        matches!(
+            self,
+            Self::Lzo(_) | Self::BadDrop { .. } | Self::ExpectationFailed { .. }
+        )
     }
 }
 

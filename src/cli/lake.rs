@@ -19,6 +19,15 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the silver tables up to date with bronze (only new bronze versions are read).
+    Refresh {
+        /// Which layer.
+        #[arg(value_enum, default_value = "silver")]
+        layer: LayerArg,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Land lzop drops (files, folders, glob patterns) in bronze, each exactly once.
     Append {
         /// Drops: .lzo files, folders of them, or glob patterns.
@@ -43,6 +52,12 @@ pub enum LakeCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayerArg {
+    /// silver.* from bronze.
+    Silver,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FormatArg {
     Csv,
     Json,
@@ -64,6 +79,50 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
                 }
                 for (t, v) in &report.tables {
                     println!("{t:<32} version {v}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::Refresh { layer, json } => {
+            let report = match layer {
+                LayerArg::Silver => lake.refresh_silver().await,
+            };
+            let report = match report {
+                Ok(r) => r,
+                Err(e @ berserkr::Error::ExpectationFailed { .. }) => {
+                    eprintln!("berserkr: {e}");
+                    return Ok(EXIT_BAD_INPUT);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for t in &report.tables {
+                    match t.version {
+                        Some(v) => println!(
+                            "{:<32} +{} rows from {} versions {}..={} (version {v})",
+                            t.table,
+                            t.rows,
+                            t.source,
+                            t.from_source_version.map_or(0, |f| f + 1),
+                            t.to_source_version
+                        ),
+                        None => println!(
+                            "{:<32} up to date with {} version {}",
+                            t.table, t.source, t.to_source_version
+                        ),
+                    }
+                }
+                for (source, rules) in &report.expectations {
+                    for (rule, c) in rules {
+                        if c.violations > 0 {
+                            println!(
+                                "expectation {rule} ({:?}) on {source}: {} rows",
+                                c.action, c.violations
+                            );
+                        }
+                    }
                 }
             }
             Ok(EXIT_OK)

@@ -2,3 +2,5 @@
 //! (`lake.append(paths).with_keep_going(true).await`).
 
 pub mod append;
+pub mod refresh;
+mod target;

@@ -1,0 +1,263 @@
+//! Writing to a table: Parquet writers fed from tasks, and commits that carry an application
+//! transaction (the exactly-once marker) and berserkr's metadata.
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::logstore::LogStoreRef;
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::table::state::DeltaTableState;
+use deltalake::{DeltaTable, DeltaTableError};
+use tokio::sync::mpsc;
+
+use crate::catalog::{ColumnRole, TableId};
+use crate::error::{Error, Result};
+use crate::lake::Lakehouse;
+
+/// A table being written to: its log store and current state, updated by each commit.
+pub(crate) struct Target {
+    pub(crate) id: TableId,
+    pub(crate) log_store: LogStoreRef,
+    pub(crate) state: DeltaTableState,
+    /// Lineage columns with one value per drop.
+    constant_columns: Vec<String>,
+}
+
+impl Target {
+    pub(crate) async fn open(lake: &Lakehouse, id: &TableId) -> Result<Self> {
+        let table: DeltaTable = lake.current_table(id).await?;
+        let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
+        let constant_columns = lake
+            .catalog()
+            .table(id)?
+            .columns
+            .iter()
+            .filter(|c| matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256))
+            .map(|c| c.name.clone())
+            .collect();
+        Ok(Self {
+            id: id.clone(),
+            log_store: table.log_store(),
+            state,
+            constant_columns,
+        })
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.state.version()
+    }
+
+    pub(crate) async fn has_txn(&self, app_id: &str) -> Result<bool> {
+        Ok(self.txn_version(app_id).await?.is_some())
+    }
+
+    /// Version of an application transaction in the table's log.
+    pub(crate) async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
+        self.state
+            .transaction_version(self.log_store.as_ref(), app_id)
+            .await
+            .map_err(|e| Error::delta(&self.id, e))
+    }
+
+    /// A Parquet writer for new files of this table (not committed until [`Self::commit_append`]).
+    pub(crate) fn writer(&self) -> DeltaWriter {
+        let config = self.state.table_config();
+        let schema = self.state.snapshot().arrow_schema();
+        // File statistics live in the footer (Delta reads them from there); page-level
+        // statistics would double the min/max work for nothing bronze queries use. Columns that
+        // hold one long value per drop (file URL, hash) get none: min/max over millions of copies
+        // of the same 64 bytes was a fifth of the append's CPU, and the commit metadata names
+        // each file's drop anyway.
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            // A row group is buffered until complete: cap it so memory does not grow with the
+            // drop (256 Ki rows of bronze is ~20 MiB encoded).
+            .set_max_row_group_row_count(Some(256 * 1024))
+            .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
+        for name in &self.constant_columns {
+            props = props.set_column_statistics_enabled(
+                ColumnPath::from(name.as_str()),
+                EnabledStatistics::None,
+            );
+        }
+        let props = props.build();
+        let wc = WriterConfig::new(
+            schema,
+            self.state.metadata().partition_columns().to_vec(),
+            Some(props),
+            Some(config.target_file_size()),
+            None,
+            config.num_indexed_cols(),
+            config
+                .data_skipping_stats_columns
+                .as_ref()
+                .map(|c| c.iter().map(|s| s.to_string()).collect()),
+        );
+        DeltaWriter::new(self.log_store.object_store(None), wc)
+    }
+
+    /// Commits `adds` as one append carrying the application transaction `app_id` at
+    /// `txn_version` and `metadata` under `key` in the commit info.
+    pub(crate) async fn commit_append(
+        &mut self,
+        adds: Vec<Add>,
+        app_id: &str,
+        txn_version: i64,
+        key: &str,
+        metadata: serde_json::Value,
+    ) -> Result<u64> {
+        let props = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, txn_version))
+            .with_metadata([(key.to_string(), metadata)]);
+        let finalized = CommitBuilder::from(props)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(
+                Some(&self.state),
+                self.log_store.clone(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.state = finalized.snapshot();
+        Ok(finalized.version())
+    }
+
+    /// Writes `batches` to new files and commits them as one append (see [`Self::commit_append`]);
+    /// nothing is committed when any write fails.
+    pub(crate) async fn append_batches(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        app_id: &str,
+        txn_version: i64,
+        key: &str,
+        metadata: serde_json::Value,
+    ) -> Result<u64> {
+        let mut writer = self.writer();
+        for b in &batches {
+            if b.num_rows() == 0 {
+                continue;
+            }
+            if let Err(e) = writer.write(b).await {
+                let _ = writer.abort().await;
+                return Err(Error::delta(&self.id, e));
+            }
+        }
+        let adds = writer
+            .close()
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.commit_append(adds, app_id, txn_version, key, metadata)
+            .await
+    }
+}
+
+/// Compressed drops above this size are encoded by several Parquet writers at once.
+pub(crate) const PARALLEL_WRITE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Writers of one table, each on its own task, fed batches round-robin.
+pub(crate) struct WriterPool {
+    senders: Vec<mpsc::Sender<RecordBatch>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<DeltaWriter, DeltaTableError>>>,
+    next: usize,
+}
+
+impl WriterPool {
+    pub(crate) fn new(target: &Target, n: usize) -> Self {
+        let (mut senders, mut tasks) = (Vec::new(), Vec::new());
+        for _ in 0..n.max(1) {
+            let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
+            let mut writer = target.writer();
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    if let Err(e) = writer.write(&batch).await {
+                        let _ = writer.abort().await;
+                        return Err(e);
+                    }
+                }
+                Ok(writer)
+            }));
+            senders.push(tx);
+        }
+        Self {
+            senders,
+            tasks,
+            next: 0,
+        }
+    }
+
+    /// Hands a batch to the next writer. A writer that failed drops its receiver; its error
+    /// comes out of [`WriterPool::finish`].
+    pub(crate) async fn write(&mut self, batch: RecordBatch) {
+        let i = self.next % self.senders.len();
+        self.next += 1;
+        let _ = self.senders[i].send(batch).await;
+    }
+
+    /// Waits for every writer; the writers come back unclosed, so the caller decides between
+    /// closing (to commit) and aborting.
+    pub(crate) async fn finish(self) -> Result<Vec<DeltaWriter>, DeltaTableError> {
+        drop(self.senders);
+        let mut writers = Vec::new();
+        let mut error = None;
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(w)) => writers.push(w),
+                Ok(Err(e)) => {
+                    error.get_or_insert(e);
+                }
+                Err(e) => {
+                    error.get_or_insert(DeltaTableError::Generic(format!("writer task: {e}")));
+                }
+            }
+        }
+        match error {
+            None => Ok(writers),
+            Some(e) => {
+                abort_all(writers).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+pub(crate) async fn abort_all(writers: Vec<DeltaWriter>) {
+    for w in writers {
+        let _ = w.abort().await;
+    }
+}
+
+pub(crate) async fn close_all(writers: Vec<DeltaWriter>) -> Result<Vec<Add>, DeltaTableError> {
+    let mut adds = Vec::new();
+    let mut writers = writers.into_iter();
+    while let Some(w) = writers.next() {
+        match w.close().await {
+            Ok(a) => adds.extend(a),
+            Err(e) => {
+                abort_all(writers.collect()).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(adds)
+}
+
+/// Deletes data files that were written but will not be committed (best effort: an orphan
+/// file is harmless, no snapshot references it, and vacuum removes it).
+pub(crate) async fn discard(target: &Target, adds: &[Add]) {
+    let store = target.log_store.object_store(None);
+    for a in adds {
+        if let Ok(path) = deltalake::Path::parse(&a.path) {
+            let _ = deltalake::logstore::object_store::ObjectStoreExt::delete(&store, &path).await;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `lake refresh silver`: incremental, idempotent, typed, deduplicated, with expectations.
+
+mod common;
+
+use std::path::Path;
+
+use berserkr::catalog::Catalog;
+use berserkr::{Error, Lakehouse, TableId};
+use common::*;
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+
+const HEADER: &str =
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
+
+fn id(s: &str) -> TableId {
+    s.parse().unwrap()
+}
+
+async fn lake(dir: &Path) -> Lakehouse {
+    let lake = Lakehouse::open(dir.join("lake").to_str().unwrap()).unwrap();
+    lake.init().await.unwrap();
+    lake
+}
+
+async fn version(lake: &Lakehouse, t: &str) -> u64 {
+    lake.table(&id(t)).await.unwrap().version().unwrap()
+}
+
+async fn query(lake: &Lakehouse, t: &str, sql: &str) -> String {
+    let table = lake.table(&id(t)).await.unwrap();
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+async fn append(lake: &Lakehouse, dir: &Path, name: &str, rows: &str) {
+    let drops = dir.join("drops");
+    std::fs::create_dir_all(&drops).unwrap();
+    let p = write_drop(&drops, name, format!("{HEADER}{rows}").as_bytes());
+    let r = lake.append([p.to_str().unwrap()]).await.unwrap();
+    assert_eq!(r.failed, 0);
+}
+
+#[tokio::test]
+async fn refresh_types_routes_dedupes_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    append(
+        &lake,
+        dir.path(),
+        "d1.csv.lzo",
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         536366,22633,\"WARMER, RED\",6,12/1/2010 8:28,1.85,17850.0,United Kingdom\n\
+         C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n\
+         536380,22961,JAM SET,3,2010-12-01 09:41:00,1.45,,United Kingdom\n\
+         536381,22962,JAR,0,2010-12-01 09:41:00,1.45,12345.0,France\n\
+         536382,22963,BAD DATE,1,yesterday,1.00,12345.0,France\n\
+         536383,22964,BAD QTY,1.5,2010-12-01 09:41:00,1.00,12345.0,France\n\
+         536384,22965,FREE,1,2010-12-01 09:41:00,-0.5,12345.0,France\n",
+    )
+    .await;
+    let r = lake.refresh_silver().await.unwrap();
+    let rows = |t: &str| r.tables.iter().find(|x| x.table == t).unwrap().rows;
+    assert_eq!(rows("silver.transactions"), 3);
+    assert_eq!(rows("silver.cancellations"), 1);
+    assert_eq!(rows("silver.transactions_quarantine"), 2);
+    let got = query(
+        &lake,
+        "silver.transactions",
+        "SELECT InvoiceNo, InvoiceDate, Quantity, CustomerID, Revenue FROM t ORDER BY InvoiceNo",
+    )
+    .await;
+    let expected = "\
++-----------+---------------------+----------+------------+--------------------+
+| InvoiceNo | InvoiceDate         | Quantity | CustomerID | Revenue            |
++-----------+---------------------+----------+------------+--------------------+
+| 536365    | 2010-12-01T08:26:00 | 6        | 17850      | 15.299999999999999 |
+| 536366    | 2010-12-01T08:28:00 | 6        | 17850      | 11.100000000000001 |
+| 536384    | 2010-12-01T09:41:00 | 1        | 12345      | -0.5               |
++-----------+---------------------+----------+------------+--------------------+";
+    assert_eq!(got, expected);
+    let q = query(
+        &lake,
+        "silver.transactions_quarantine",
+        "SELECT rule, _source_line, raw_invoice_date, raw_quantity FROM t ORDER BY _source_line",
+    )
+    .await;
+    assert!(
+        q.contains("| invoice_date_parses | 8            | yesterday"),
+        "{q}"
+    );
+    assert!(q.contains("| quantity_is_integer | 9 "), "{q}");
+    // Warn counts land in the commit metadata.
+    let table = lake.table(&id("silver.transactions")).await.unwrap();
+    let history: Vec<_> = {
+        use futures::StreamExt;
+        table.history(Some(1)).collect::<Vec<_>>().await
+    };
+    let info = history[0].as_ref().unwrap();
+    let meta = &info.info["berserkr.refresh"];
+    assert_eq!(
+        meta["expectations"]["unit_price_not_negative"]["violations"],
+        1
+    );
+    assert_eq!(meta["expectations"]["invoice_date_parses"]["violations"], 1);
+
+    // Nothing new: no new version anywhere.
+    let before = version(&lake, "silver.transactions").await;
+    let r2 = lake.refresh_silver().await.unwrap();
+    assert!(r2.tables.iter().all(|t| t.version.is_none()));
+    assert_eq!(version(&lake, "silver.transactions").await, before);
+
+    // A new drop repeating a row of the first: the duplicate is not added again.
+    append(
+        &lake,
+        dir.path(),
+        "d2.csv.lzo",
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         536400,10001,NEW,2,12/2/2010 10:05,3.00,17850.0,United Kingdom\n",
+    )
+    .await;
+    let r3 = lake.refresh_silver().await.unwrap();
+    let t = r3
+        .tables
+        .iter()
+        .find(|x| x.table == "silver.transactions")
+        .unwrap();
+    assert_eq!(t.rows, 1);
+    let n = query(&lake, "silver.transactions", "SELECT count(*) AS n FROM t").await;
+    assert!(n.contains("| 4 |"), "{n}");
+}
+
+#[tokio::test]
+async fn a_fail_expectation_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    append(
+        &lake,
+        dir.path(),
+        "d1.csv.lzo",
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         536366,,NO ITEM,6,2010-12-01 08:28:00,1.85,17850.0,United Kingdom\n",
+    )
+    .await;
+    let before: Vec<u64> = futures::future::join_all(
+        [
+            "silver.transactions",
+            "silver.cancellations",
+            "silver.transactions_quarantine",
+        ]
+        .map(|t| version(&lake, t)),
+    )
+    .await;
+    match lake.refresh_silver().await {
+        Err(Error::ExpectationFailed {
+            rule,
+            violations,
+            first,
+            ..
+        }) => {
+            assert_eq!(rule, "invoice_and_item_present");
+            assert_eq!(violations, 1);
+            assert!(first.ends_with("d1.csv.lzo line 3"), "{first}");
+        }
+        other => panic!("expected a failed expectation, got {other:?}"),
+    }
+    let after: Vec<u64> = futures::future::join_all(
+        [
+            "silver.transactions",
+            "silver.cancellations",
+            "silver.transactions_quarantine",
+        ]
+        .map(|t| version(&lake, t)),
+    )
+    .await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_refresh_that_died_half_way_completes_on_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    append(
+        &lake,
+        dir.path(),
+        "d1.csv.lzo",
+        "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom\n",
+    )
+    .await;
+    lake.refresh_silver().await.unwrap();
+    append(
+        &lake,
+        dir.path(),
+        "d2.csv.lzo",
+        "536400,10001,NEW,2,2010-12-02 10:05:00,3.00,17850.0,United Kingdom\n\
+         C536401,D,Discount,-2,2010-12-02 10:06:00,5.0,14527.0,United Kingdom\n",
+    )
+    .await;
+    // A refresh that committed silver.cancellations and died before the other tables: the same
+    // as refreshing with a catalog that only has that table.
+    let partial = Catalog::from_files(
+        Catalog::embedded_files().filter(|(p, _)| !p.starts_with("tables/silver/transactions")),
+    )
+    .unwrap();
+    let lake_partial = lake.clone().with_catalog(partial);
+    lake_partial.refresh_silver().await.unwrap();
+    let r = lake.refresh_silver().await.unwrap();
+    let get = |t: &str| r.tables.iter().find(|x| x.table == t).unwrap().clone();
+    assert!(
+        get("silver.cancellations").version.is_none(),
+        "already up to date"
+    );
+    assert_eq!(get("silver.transactions").rows, 1);
+    let n = query(&lake, "silver.cancellations", "SELECT count(*) AS n FROM t").await;
+    assert!(n.contains("| 2 |"), "{n}");
+    let n = query(&lake, "silver.transactions", "SELECT count(*) AS n FROM t").await;
+    assert!(n.contains("| 2 |"), "{n}");
+}
