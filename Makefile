@@ -17,11 +17,12 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq lzop; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq lzop; fi; }
 
-## Python tools of the tests: DuckDB and its Delta extension, an independent Delta reader.
+## Python tools of the tests: DuckDB and its Delta extension (an independent Delta reader, and the
+## reference pipeline of SPEC.md), numpy and pyarrow for the data generator.
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
-	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta' 2>/dev/null || \
-	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars' 2>/dev/null || \
+	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0
 
 build:
 	$(CARGO) build --release --locked

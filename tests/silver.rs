@@ -223,3 +223,75 @@ async fn a_refresh_that_died_half_way_completes_on_rerun() {
     let n = query(&lake, "silver.transactions", "SELECT count(*) AS n FROM t").await;
     assert!(n.contains("| 2 |"), "{n}");
 }
+
+fn python() -> String {
+    std::env::var("BERSERKR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn run_python(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(python())
+        .args(args)
+        .output()
+        .expect("python3 with duckdb, numpy, pyarrow (make py-deps)");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silver_equals_the_duckdb_peer_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = repo().join("tests/tools");
+    let csv = dir.path().join("gen.csv");
+    // The generator writes 'M/D/YYYY H:MM' dates, float customer ids, duplicates, quoted commas.
+    run_python(&[
+        tools.join("peers/gen_online_retail.py").as_os_str(),
+        "60000".as_ref(),
+        csv.as_os_str(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+    ]);
+    let drops = dir.path().join("drops");
+    std::fs::create_dir_all(&drops).unwrap();
+    // Two drops, so duplicates across drops are exercised: split the rows in half.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = lines.remove(0);
+    let half = lines.len() / 2;
+    for (name, part) in [("a.csv.lzo", &lines[..half]), ("b.csv.lzo", &lines[half..])] {
+        let body = format!("{header}\n{}\n", part.join("\n"));
+        write_drop(&drops, name, body.as_bytes());
+    }
+    let lake = lake(dir.path()).await;
+    let r = lake.append([drops.to_str().unwrap()]).await.unwrap();
+    assert_eq!((r.rows, r.rejects), (60_000, 0));
+    let refreshed = lake.refresh_silver().await.unwrap();
+    let q = refreshed
+        .tables
+        .iter()
+        .find(|t| t.table == "silver.transactions_quarantine")
+        .unwrap();
+    assert_eq!(q.rows, 0, "the generator writes only valid rows");
+
+    let peer = dir.path().join("peer");
+    run_python(&[
+        tools.join("peers/pipe_duckdb.py").as_os_str(),
+        "all".as_ref(),
+        csv.as_os_str(),
+        peer.as_os_str(),
+    ]);
+    let out = run_python(&[
+        tools.join("compare_silver.py").as_os_str(),
+        dir.path().join("lake/silver/transactions").as_os_str(),
+        peer.join("silver.parquet").as_os_str(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["ours"], v["peer"],
+        "silver differs from the DuckDB peer: {out}"
+    );
+    assert!(v["ours"][0].as_str().unwrap().parse::<u64>().unwrap() > 30_000);
+}
