@@ -31,7 +31,8 @@ build:
 demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake init
 	$(BERSERKR) --lake $(LAKE) lake append --keep-going $(DROPS)
-	$(BERSERKR) --lake $(LAKE) lake refresh silver
+	$(BERSERKR) --lake $(LAKE) lake refresh all --cutoffs monthly
+	$(BERSERKR) --lake $(LAKE) lake refresh gold
 
 ## Formatting, lints and every test (unit, integration, doc).
 test: deps py-deps

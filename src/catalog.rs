@@ -250,6 +250,9 @@ pub struct TableSpec {
     /// Data-quality expectations, checked on every typed source row before routing.
     #[serde(default)]
     pub expectations: Vec<ExpectationSpec>,
+    /// Gold: days after a cutoff in which a purchase makes the label 1.
+    #[serde(default)]
+    pub label_window_days: Option<i64>,
     /// Delta table properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

@@ -92,4 +92,26 @@ async fn all_real_drops_land_once_and_duckdb_reads_them() {
     assert_eq!(spec, silver);
     assert_eq!(silver[0][0], "392732");
     assert_eq!(rows("silver.transactions"), 392_732);
+
+    // Gold at the SPEC's cutoff: rows and positive labels equal the SPEC computed by DuckDB from
+    // the raw bronze rows.
+    let gold = lake
+        .refresh_gold(berserkr::ops::gold::Cutoffs::Latest)
+        .await
+        .unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("tests/tools/spec_from_bronze.py"))
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spec["silver"], 392_732);
+    assert_eq!(spec["cutoff"], gold.cutoffs[0].as_str());
+    assert_eq!(spec["gold"], gold.rows);
+    assert_eq!(spec["positives"], gold.positives);
 }

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 
 use berserkr::catalog::Catalog;
+use berserkr::ops::gold::Cutoffs;
 use berserkr::{Error, Lakehouse, TableId};
 use common::*;
 use deltalake::arrow::util::pretty::pretty_format_batches;
@@ -294,4 +295,105 @@ async fn silver_equals_the_duckdb_peer_on_generated_data() {
         "silver differs from the DuckDB peer: {out}"
     );
     assert!(v["ours"][0].as_str().unwrap().parse::<u64>().unwrap() > 30_000);
+
+    // Gold at the SPEC's cutoff (last timestamp minus 90 days) equals the peer's gold.
+    let gold = lake.refresh_gold(Cutoffs::Latest).await.unwrap();
+    assert!(gold.rows > 10_000 && gold.positives > 0, "{gold:?}");
+    let out = run_python(&[
+        tools.join("compare_gold.py").as_os_str(),
+        dir.path()
+            .join("lake/gold/customer_item_features")
+            .as_os_str(),
+        peer.join("gold.parquet").as_os_str(),
+        gold.cutoffs[0].as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["ours"], v["peer"],
+        "gold differs from the DuckDB peer: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_features_never_see_past_the_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    // History: two customers, three items, Dec 2010 to Jun 2011.
+    let mut rows = String::new();
+    for (i, (day, cust, item, qty)) in [
+        ("2010-12-01", 1, "A", 2),
+        ("2010-12-15", 1, "B", 1),
+        ("2011-01-10", 2, "A", 5),
+        ("2011-02-01", 1, "A", 1),
+        ("2011-03-05", 2, "C", 3),
+        ("2011-04-20", 1, "C", 2),
+        ("2011-06-30", 2, "B", 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        rows.push_str(&format!(
+            "{},{item},ITEM {item},{qty},{day} 10:00:00,1.5,{cust}.0,UK\n",
+            500 + i
+        ));
+    }
+    append(&lake, dir.path(), "h.csv.lzo", &rows).await;
+    lake.refresh_silver().await.unwrap();
+    let cutoff = chrono::NaiveDate::from_ymd_opt(2011, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let g1 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    assert_eq!(
+        g1.rows, 3,
+        "pairs bought before the cutoff: (1,A) (1,B) (2,A)"
+    );
+    let features = "SELECT CustomerID, StockCode, n_purchases, n_lines, total_qty, total_revenue, \
+                    first_purchase, last_purchase, recency_days, tenure_days, cust_n_invoices, \
+                    cust_n_items, cust_total_qty, cust_total_revenue, cust_recency_days, \
+                    item_n_customers, item_total_qty FROM t \
+                    WHERE cutoff = '2011-03-01 00:00:00' ORDER BY CustomerID, StockCode";
+    let labels = "SELECT CustomerID, StockCode, label FROM t \
+                  WHERE cutoff = '2011-03-01 00:00:00' ORDER BY 1, 2";
+    let f1 = query(&lake, "gold.customer_item_features", features).await;
+    let l1 = query(&lake, "gold.customer_item_features", labels).await;
+    assert!(
+        f1.contains("| 1          | A         | 2           |"),
+        "{f1}"
+    );
+    // (2,C) is bought after the cutoff: no feature row for it.
+    assert!(!f1.contains("| 2          | C "), "{f1}");
+
+    // Later rows arrive: a purchase of (1,B) in the label window, and one far past it.
+    append(
+        &lake,
+        dir.path(),
+        "later.csv.lzo",
+        "600,B,ITEM B,4,2011-03-20 10:00:00,1.5,1.0,UK\n601,A,ITEM A,9,2011-07-01 10:00:00,1.5,2.0,UK\n",
+    )
+    .await;
+    lake.refresh_silver().await.unwrap();
+    let g2 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    assert!(g2.version > g1.version);
+    let f2 = query(&lake, "gold.customer_item_features", features).await;
+    let l2 = query(&lake, "gold.customer_item_features", labels).await;
+    assert_eq!(
+        f1, f2,
+        "features of a cutoff must not change when later rows arrive"
+    );
+    assert_ne!(l1, l2, "the label of (1,B) changes");
+    assert!(l2.contains("| 1          | B         | 1     |"), "{l2}");
+    // Same silver, same cutoff: nothing to do.
+    let g3 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    assert_eq!(g3.version, None);
+    // A cutoff whose label window is not complete is refused.
+    let late = chrono::NaiveDate::from_ymd_opt(2011, 6, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let err = lake
+        .refresh_gold(Cutoffs::At(vec![late]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("label window"), "{err}");
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use berserkr::Lakehouse;
 use berserkr::ingest::DropFormat;
 use berserkr::ops::append::{AppendProgress, DEFAULT_BRONZE, DropStatus};
+use berserkr::ops::gold::Cutoffs;
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,11 +20,19 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Bring the silver tables up to date with bronze (only new bronze versions are read).
+    /// Bring silver up to date with bronze (only new bronze versions are read), and/or rebuild
+    /// the gold features from the latest silver.
     Refresh {
         /// Which layer.
-        #[arg(value_enum, default_value = "silver")]
+        #[arg(value_enum, default_value = "all")]
         layer: LayerArg,
+        /// Gold cutoff ('YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'); repeatable. Default: the last
+        /// silver timestamp minus the label window.
+        #[arg(long)]
+        cutoff: Vec<String>,
+        /// Gold cutoffs at every month start whose label window is complete.
+        #[arg(long, value_enum, conflicts_with = "cutoff")]
+        cutoffs: Option<CutoffsArg>,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
@@ -55,12 +64,60 @@ pub enum LakeCommand {
 pub enum LayerArg {
     /// silver.* from bronze.
     Silver,
+    /// gold.customer_item_features from silver.
+    Gold,
+    /// silver, then gold.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CutoffsArg {
+    /// The first day of every month.
+    Monthly,
+}
+
+fn parse_cutoff(s: &str) -> anyhow::Result<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(s, berserkr::ops::gold::CUTOFF_FORMAT)
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        })
+        .map_err(|_| anyhow::anyhow!("cutoff {s:?} is not 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FormatArg {
     Csv,
     Json,
+}
+
+fn print_silver(report: &berserkr::ops::refresh::RefreshReport) {
+    for t in &report.tables {
+        match t.version {
+            Some(v) => println!(
+                "{:<32} +{} rows from {} versions {}..={} (version {v})",
+                t.table,
+                t.rows,
+                t.source,
+                t.from_source_version.map_or(0, |f| f + 1),
+                t.to_source_version
+            ),
+            None => println!(
+                "{:<32} up to date with {} version {}",
+                t.table, t.source, t.to_source_version
+            ),
+        }
+    }
+    for (source, rules) in &report.expectations {
+        for (rule, c) in rules {
+            if c.violations > 0 {
+                println!(
+                    "expectation {rule} ({:?}) on {source}: {} rows",
+                    c.action, c.violations
+                );
+            }
+        }
+    }
 }
 
 pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
@@ -83,47 +140,67 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        LakeCommand::Refresh { layer, json } => {
-            let report = match layer {
-                LayerArg::Silver => lake.refresh_silver().await,
+        LakeCommand::Refresh {
+            layer,
+            cutoff,
+            cutoffs,
+            json,
+        } => {
+            let gold_cutoffs = match (cutoffs, cutoff.is_empty()) {
+                (Some(CutoffsArg::Monthly), _) => Cutoffs::Monthly,
+                (None, true) => Cutoffs::Latest,
+                (None, false) => Cutoffs::At(
+                    cutoff
+                        .iter()
+                        .map(|c| parse_cutoff(c))
+                        .collect::<anyhow::Result<_>>()?,
+                ),
             };
-            let report = match report {
-                Ok(r) => r,
-                Err(e @ berserkr::Error::ExpectationFailed { .. }) => {
-                    eprintln!("berserkr: {e}");
-                    return Ok(EXIT_BAD_INPUT);
+            let silver = matches!(layer, LayerArg::Silver | LayerArg::All);
+            let gold = matches!(layer, LayerArg::Gold | LayerArg::All);
+            let mut out = serde_json::Map::new();
+            if silver {
+                let report = match lake.refresh_silver().await {
+                    Ok(r) => r,
+                    Err(e @ berserkr::Error::ExpectationFailed { .. }) => {
+                        eprintln!("berserkr: {e}");
+                        return Ok(EXIT_BAD_INPUT);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if json {
+                    out.insert("silver".into(), serde_json::to_value(&report)?);
+                } else {
+                    print_silver(&report);
                 }
-                Err(e) => return Err(e.into()),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for t in &report.tables {
-                    match t.version {
+            }
+            if gold {
+                let report = lake.refresh_gold(gold_cutoffs).await?;
+                if json {
+                    out.insert("gold".into(), serde_json::to_value(&report)?);
+                } else {
+                    match report.version {
                         Some(v) => println!(
-                            "{:<32} +{} rows from {} versions {}..={} (version {v})",
-                            t.table,
-                            t.rows,
-                            t.source,
-                            t.from_source_version.map_or(0, |f| f + 1),
-                            t.to_source_version
+                            "{:<32} {} rows ({} labelled 1) for cutoffs {} from {} version {} (version {v})",
+                            report.table,
+                            report.rows,
+                            report.positives,
+                            report.cutoffs.join(", "),
+                            report.source,
+                            report.source_version
                         ),
                         None => println!(
-                            "{:<32} up to date with {} version {}",
-                            t.table, t.source, t.to_source_version
+                            "{:<32} up to date with {} version {} for cutoffs {}",
+                            report.table,
+                            report.source,
+                            report.source_version,
+                            report.cutoffs.join(", ")
                         ),
                     }
                 }
-                for (source, rules) in &report.expectations {
-                    for (rule, c) in rules {
-                        if c.violations > 0 {
-                            println!(
-                                "expectation {rule} ({:?}) on {source}: {} rows",
-                                c.action, c.violations
-                            );
-                        }
-                    }
-                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(EXIT_OK)
         }

@@ -2,5 +2,6 @@
 //! (`lake.append(paths).with_keep_going(true).await`).
 
 pub mod append;
+pub mod gold;
 pub mod refresh;
 mod target;

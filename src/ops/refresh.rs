@@ -260,7 +260,7 @@ impl Lakehouse {
             let sums: Vec<String> = (0..rules.len())
                 .map(|i| format!("SUM(CASE WHEN __ok_{i} THEN 0 ELSE 1 END)"))
                 .collect();
-            let r = collect(
+            let r = collect_sql(
                 &ctx,
                 &format!("SELECT {} FROM checked", sums.join(", ")),
                 source_id,
@@ -276,7 +276,7 @@ impl Lakehouse {
                     },
                 );
                 if rule.action == ExpectationAction::Fail && n > 0 {
-                    let ex = collect(
+                    let ex = collect_sql(
                         &ctx,
                         &format!("SELECT _source_file, _source_line FROM checked WHERE NOT __ok_{i} ORDER BY _source_file, _source_line LIMIT 1"),
                         source_id,
@@ -362,7 +362,7 @@ impl Lakehouse {
                 }
             };
             let batches = match &sql {
-                Some(sql) => collect(&ctx, sql, &o.spec.id()).await?,
+                Some(sql) => collect_sql(&ctx, sql, &o.spec.id()).await?,
                 None => Vec::new(),
             };
             let _ = ctx.deregister_table("existing");
@@ -389,21 +389,27 @@ impl Lakehouse {
 
 /// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not
 /// `invoiceno`), so the same SQL runs on both.
-fn session() -> SessionContext {
+pub(crate) fn session() -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     config.options_mut().sql_parser.enable_ident_normalization = false;
     SessionContext::new_with_config(config)
 }
 
-fn df(table: &TableId) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error + '_ {
+pub(crate) fn df(
+    table: &TableId,
+) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error + '_ {
     move |e| Error::Query {
         table: table.to_string(),
         source: Box::new(e),
     }
 }
 
-async fn collect(ctx: &SessionContext, sql: &str, table: &TableId) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn collect_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    table: &TableId,
+) -> Result<Vec<RecordBatch>> {
     ctx.sql(sql)
         .await
         .map_err(df(table))?
@@ -451,7 +457,7 @@ fn select_list(spec: &TableSpec, skip: &[&str]) -> String {
 
 /// Casts each batch to the table's Arrow schema (SQL yields nanosecond timestamps and nullable
 /// fields; the table wants microseconds and its own nullability, which `try_new` checks).
-fn conform(
+pub(crate) fn conform(
     batches: Vec<RecordBatch>,
     schema: &SchemaRef,
     table: &TableId,

@@ -1,0 +1,43 @@
+-- Point-in-time customer-item features of silver.transactions (registered as `silver`) at one
+-- cutoff. ${cutoff} and ${label_end} are replaced by 'YYYY-MM-DD HH:MM:SS' before the query runs.
+-- Features read only rows strictly before the cutoff; the label reads only the label window.
+-- Spark SQL runs this unchanged (unix_micros is Spark's; berserkr gives DataFusion the same).
+WITH f AS (
+  SELECT * FROM silver WHERE InvoiceDate < TIMESTAMP '${cutoff}'
+),
+pair AS (
+  SELECT CustomerID, StockCode,
+         count(DISTINCT InvoiceNo) AS n_purchases, count(*) AS n_lines,
+         sum(Quantity) AS total_qty, sum(Revenue) AS total_revenue,
+         min(InvoiceDate) AS first_purchase, max(InvoiceDate) AS last_purchase
+  FROM f GROUP BY CustomerID, StockCode
+),
+cust AS (
+  SELECT CustomerID,
+         count(DISTINCT InvoiceNo) AS cust_n_invoices, count(DISTINCT StockCode) AS cust_n_items,
+         sum(Quantity) AS cust_total_qty, sum(Revenue) AS cust_total_revenue,
+         max(InvoiceDate) AS cust_last
+  FROM f GROUP BY CustomerID
+),
+item AS (
+  SELECT StockCode, count(DISTINCT CustomerID) AS item_n_customers, sum(Quantity) AS item_total_qty
+  FROM f GROUP BY StockCode
+),
+lab AS (
+  SELECT DISTINCT CustomerID, StockCode FROM silver
+  WHERE InvoiceDate >= TIMESTAMP '${cutoff}' AND InvoiceDate <= TIMESTAMP '${label_end}'
+)
+SELECT
+  '${cutoff}' AS cutoff,
+  p.CustomerID, p.StockCode, p.n_purchases, p.n_lines, p.total_qty, p.total_revenue,
+  p.first_purchase, p.last_purchase,
+  (unix_micros(TIMESTAMP '${cutoff}') - unix_micros(p.last_purchase)) / 86400e6 AS recency_days,
+  (unix_micros(TIMESTAMP '${cutoff}') - unix_micros(p.first_purchase)) / 86400e6 AS tenure_days,
+  cu.cust_n_invoices, cu.cust_n_items, cu.cust_total_qty, cu.cust_total_revenue,
+  (unix_micros(TIMESTAMP '${cutoff}') - unix_micros(cu.cust_last)) / 86400e6 AS cust_recency_days,
+  it.item_n_customers, it.item_total_qty,
+  CASE WHEN l.CustomerID IS NULL THEN 0 ELSE 1 END AS label
+FROM pair p
+JOIN cust cu ON cu.CustomerID = p.CustomerID
+JOIN item it ON it.StockCode = p.StockCode
+LEFT JOIN lab l ON l.CustomerID = p.CustomerID AND l.StockCode = p.StockCode
