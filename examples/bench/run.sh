@@ -39,9 +39,25 @@ for n in $ROWS; do
     measure "lzo-cat-$n" sh -c "'$BIN' lzo cat '$lzo' > /dev/null"
     rm -rf "$OUT/lake-$n"; "$BIN" --lake "$OUT/lake-$n" lake init > /dev/null
     measure "append-$n" "$BIN" --lake "$OUT/lake-$n" lake append "$lzo"
+    measure "silver-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh silver
+    measure "gold-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh gold
+    rm -rf "$OUT/lake-$n-e2e"; "$BIN" --lake "$OUT/lake-$n-e2e" lake init > /dev/null
+    measure "e2e-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake append '$lzo' > /dev/null && '$BIN' --lake '$OUT/lake-$n-e2e' lake refresh all > /dev/null"
+    # Incremental: one more daily-sized drop (2,000 rows under new invoice numbers), then silver.
+    day=$OUT/day-$n-$r.csv; { head -1 "$csv"; sed -n '2,2001p' "$csv" | sed 's#^\([^,]*\),#\1-'$r',#'; } > "$day"; lzop -fc "$day" > "$day.lzo"
+    "$BIN" --lake "$OUT/lake-$n" lake append "$day.lzo" > /dev/null
+    measure "incremental-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh silver
     rm -rf "$OUT/duckdb-$n"; measure "duckdb-ingest-$n" "$PY" "$PEERS/pipe_duckdb.py" ingest "$csv" "$OUT/duckdb-$n"
     rm -rf "$OUT/polars-$n"; measure "polars-ingest-$n" "$PY" "$PEERS/pipe_polars.py" ingest "$csv" "$OUT/polars-$n"
+    rm -rf "$OUT/duckdb-$n"; measure "duckdb-all-$n" "$PY" "$PEERS/pipe_duckdb.py" all "$csv" "$OUT/duckdb-$n"
+    rm -rf "$OUT/polars-$n"; measure "polars-all-$n" "$PY" "$PEERS/pipe_polars.py" all "$csv" "$OUT/polars-$n"
   done
+  # Full-size equality with the DuckDB peer (gold's default cutoff = the SPEC's).
+  rm -rf "$OUT/lake-$n-eq"; "$BIN" --lake "$OUT/lake-$n-eq" lake init > /dev/null
+  "$BIN" --lake "$OUT/lake-$n-eq" lake append "$lzo" > /dev/null
+  cutoff=$("$BIN" --lake "$OUT/lake-$n-eq" lake refresh all --json | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["gold"]["cutoffs"][0])')
+  echo "$n rows, silver vs duckdb: $("$PY" "$REPO/tests/tools/compare_silver.py" "$OUT/lake-$n-eq/silver/transactions" "$OUT/duckdb-$n/silver.parquet")" | tee -a "$OUT/ratios.txt"
+  echo "$n rows, gold vs duckdb:   $("$PY" "$REPO/tests/tools/compare_gold.py" "$OUT/lake-$n-eq/gold/customer_item_features" "$OUT/duckdb-$n/gold.parquet" "$cutoff")" | tee -a "$OUT/ratios.txt"
   rows=$("$BIN" --lake "$OUT/lake-$n" lake append --json "$lzo" | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["skipped"])')
   [ "$rows" = 1 ] || { echo "re-append of the bench drop did not skip it" >&2; exit 1; }
 done
@@ -53,6 +69,11 @@ for n in $ROWS; do
   ap=$(best_wall append-$n); dk=$(best_wall duckdb-ingest-$n); pl=$(best_wall polars-ingest-$n)
   printf '%9s rows: lzop -d %.2f | lzo cat 1 thread %.2f, 2 threads %.2f | append %.2f (%s MiB) | duckdb ingest %.2f (%s MiB) | polars ingest %.2f (%s MiB)\n' \
     "$n" "$lz" "$c1" "$cp" "$ap" "$(peak append-$n)" "$dk" "$(peak duckdb-ingest-$n)" "$pl" "$(peak polars-ingest-$n)"
+  sv=$(best_wall silver-$n); gd=$(best_wall gold-$n); e2e=$(best_wall e2e-$n); inc=$(best_wall incremental-$n)
+  dka=$(best_wall duckdb-all-$n); pla=$(best_wall polars-all-$n)
+  printf '%9s rows: refresh silver %.2f (%s MiB) | gold %.2f (%s MiB) | end to end %.2f (%s MiB) | incremental silver (+1 drop) %.2f | duckdb all %.2f (%s MiB) | polars all %.2f (%s MiB)\n' \
+    "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
+  "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
   "$PY" - "$lz" "$c1" "$cp" "$ap" "$dk" "$pl" "$n" <<'PY' | tee -a "$OUT/ratios.txt"
 import sys
 lz, c1, cp, ap, dk, pl = map(float, sys.argv[1:7]); n = sys.argv[7]
