@@ -5,38 +5,9 @@ mod common;
 use std::path::Path;
 
 use berserkr::Lakehouse;
-use berserkr::catalog::{MigrationOp, TableId};
+use berserkr::catalog::MigrationOp;
 use berserkr::ops::append::DropStatus;
 use common::*;
-use deltalake::arrow::util::pretty::pretty_format_batches;
-use deltalake::datafusion::prelude::SessionContext;
-
-const HEADER: &str =
-    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
-
-fn id(s: &str) -> TableId {
-    s.parse().unwrap()
-}
-
-async fn lake(dir: &Path) -> Lakehouse {
-    let lake = Lakehouse::open(dir.join("lake").to_str().unwrap()).unwrap();
-    lake.init().await.unwrap();
-    lake
-}
-
-async fn version(lake: &Lakehouse, t: &str) -> u64 {
-    lake.table(&id(t)).await.unwrap().version().unwrap()
-}
-
-/// The rows of a table as text, through DataFusion's SQL over the Delta snapshot.
-async fn query(lake: &Lakehouse, t: &str, sql: &str) -> String {
-    let table = lake.table(&id(t)).await.unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_table("t", table.table_provider().await.unwrap())
-        .unwrap();
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    pretty_format_batches(&batches).unwrap().to_string()
-}
 
 #[tokio::test]
 async fn init_is_idempotent_and_recorded_in_the_log() {

@@ -8,11 +8,6 @@ use std::process::Command;
 use berserkr::Lakehouse;
 use common::*;
 
-/// The Python that has duckdb and its delta extension (CI installs them, see .ci/run).
-fn python() -> String {
-    std::env::var("BERSERKR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn duckdb(table: &std::path::Path, version: &str, sql: &str) -> Vec<Vec<String>> {
     let out = Command::new(python())
         .arg(repo().join("tests/tools/duckdb_read.py"))

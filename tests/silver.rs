@@ -6,38 +6,8 @@ use std::path::Path;
 
 use berserkr::catalog::Catalog;
 use berserkr::ops::gold::Cutoffs;
-use berserkr::{Error, Lakehouse, TableId};
+use berserkr::{Error, Lakehouse};
 use common::*;
-use deltalake::arrow::util::pretty::pretty_format_batches;
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
-
-const HEADER: &str =
-    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
-
-fn id(s: &str) -> TableId {
-    s.parse().unwrap()
-}
-
-async fn lake(dir: &Path) -> Lakehouse {
-    let lake = Lakehouse::open(dir.join("lake").to_str().unwrap()).unwrap();
-    lake.init().await.unwrap();
-    lake
-}
-
-async fn version(lake: &Lakehouse, t: &str) -> u64 {
-    lake.table(&id(t)).await.unwrap().version().unwrap()
-}
-
-async fn query(lake: &Lakehouse, t: &str, sql: &str) -> String {
-    let table = lake.table(&id(t)).await.unwrap();
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    ctx.register_table("t", table.table_provider().await.unwrap())
-        .unwrap();
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    pretty_format_batches(&batches).unwrap().to_string()
-}
 
 async fn append(lake: &Lakehouse, dir: &Path, name: &str, rows: &str) {
     let drops = dir.join("drops");
@@ -223,23 +193,6 @@ async fn a_refresh_that_died_half_way_completes_on_rerun() {
     assert!(n.contains("| 2 |"), "{n}");
     let n = query(&lake, "silver.transactions", "SELECT count(*) AS n FROM t").await;
     assert!(n.contains("| 2 |"), "{n}");
-}
-
-fn python() -> String {
-    std::env::var("BERSERKR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn run_python(args: &[&std::ffi::OsStr]) -> String {
-    let out = std::process::Command::new(python())
-        .args(args)
-        .output()
-        .expect("python3 with duckdb, numpy, pyarrow (make py-deps)");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

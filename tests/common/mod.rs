@@ -211,3 +211,59 @@ pub fn write_drop(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
     std::fs::write(&p, lzop_compress(&[], text)).unwrap();
     p
 }
+
+/// The CSV header of the Online Retail drops.
+pub const HEADER: &str =
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
+
+/// A table id.
+pub fn id(s: &str) -> berserkr::TableId {
+    s.parse().unwrap()
+}
+
+/// A new lake in `dir/lake`, initialised.
+pub async fn lake(dir: &Path) -> berserkr::Lakehouse {
+    let lake = berserkr::Lakehouse::open(dir.join("lake").to_str().unwrap()).unwrap();
+    lake.init().await.unwrap();
+    lake
+}
+
+/// A table's latest version.
+pub async fn version(lake: &berserkr::Lakehouse, t: &str) -> u64 {
+    lake.table(&id(t)).await.unwrap().version().unwrap()
+}
+
+/// The rows of a table (as `t`) as text, through DataFusion's SQL over the Delta snapshot, with
+/// identifier case kept as berserkr's own SQL has it.
+pub async fn query(lake: &berserkr::Lakehouse, t: &str, sql: &str) -> String {
+    use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+    let table = lake.table(&id(t)).await.unwrap();
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_table("t", table.table_provider().await.unwrap())
+        .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    deltalake::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
+/// The Python with duckdb, its Delta extension, numpy, pyarrow and polars (`make py-deps`).
+pub fn python() -> String {
+    std::env::var("BERSERKR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `python ARGS` and returns its standard output; panics with its standard error.
+pub fn run_python(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(python())
+        .args(args)
+        .output()
+        .expect("python3 with duckdb, numpy, pyarrow, polars (make py-deps)");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
