@@ -3,25 +3,18 @@
 
 mod common;
 
-use std::process::Command;
-
 use berserkr::Lakehouse;
 use common::*;
 
 fn duckdb(table: &std::path::Path, version: &str, sql: &str) -> Vec<Vec<String>> {
-    let out = Command::new(python())
-        .arg(repo().join("tests/tools/duckdb_read.py"))
-        .arg(table)
-        .arg(version)
-        .arg(sql)
-        .output()
-        .expect("python3 with duckdb and duckdb-extension-delta (see .ci/run)");
-    assert!(
-        out.status.success(),
-        "duckdb_read.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = repo().join("tests/tools/duckdb_read.py");
+    let out = run_python(&[
+        script.as_os_str(),
+        table.as_os_str(),
+        version.as_ref(),
+        sql.as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     serde_json::from_value(v["result"].clone()).unwrap()
 }
 
@@ -94,17 +87,9 @@ async fn all_real_drops_land_once_and_duckdb_reads_them() {
         .refresh_gold(berserkr::ops::gold::Cutoffs::Latest)
         .await
         .unwrap();
-    let out = Command::new(python())
-        .arg(repo().join("tests/tools/spec_from_bronze.py"))
-        .arg(&table)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let script = repo().join("tests/tools/spec_from_bronze.py");
+    let out = run_python(&[script.as_os_str(), table.as_os_str()]);
+    let spec: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(spec["silver"], 392_732);
     assert_eq!(spec["cutoff"], gold.cutoffs[0].as_str());
     assert_eq!(spec["gold"], gold.rows);
