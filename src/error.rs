@@ -131,6 +131,18 @@ pub enum Error {
         /// Where the first violating row came from.
         first: String,
     },
+    /// A table cannot be refreshed incrementally from its source's log.
+    #[error(
+        "{table}: version {version} {reason}; incremental refresh is not possible, rebuild from a full scan"
+    )]
+    IncrementalUnavailable {
+        /// The source table.
+        table: String,
+        /// The source version that blocks it.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -365,7 +365,7 @@ impl Lakehouse {
                 Some(sql) => collect_sql(&ctx, sql, &o.spec.id()).await?,
                 None => Vec::new(),
             };
-            let _ = ctx.deregister_table("existing");
+            ctx.deregister_table("existing").map_err(df(&o.spec.id()))?;
             let schema = o.spec.arrow_schema();
             let batches = conform(batches, &schema, &o.spec.id())?;
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -496,12 +496,18 @@ async fn added_files(
             .read_commit_entry(v)
             .await
             .map_err(|e| Error::delta(id, e))?
-            .ok_or_else(|| Error::Usage(format!(
-                "{id}: the log entry of version {v} is gone (log retention); silver must be rebuilt from a full scan"
-            )))?;
+            .ok_or_else(|| Error::IncrementalUnavailable {
+                table: id.to_string(),
+                version: v,
+                reason: "has no log entry any more (log retention)".into(),
+            })?;
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let action: serde_json::Value = serde_json::from_slice(line)
-                .map_err(|e| Error::Usage(format!("{id}: version {v}: {e}")))?;
+            let action: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| Error::IncrementalUnavailable {
+                    table: id.to_string(),
+                    version: v,
+                    reason: format!("has an unreadable log entry ({e})"),
+                })?;
             let data_change =
                 |a: &serde_json::Value| a.get("dataChange").and_then(|d| d.as_bool()) == Some(true);
             if let Some(add) = action.get("add").filter(|a| data_change(a)) {
@@ -509,9 +515,12 @@ async fn added_files(
                     files.push(p.to_string());
                 }
             } else if action.get("remove").is_some_and(data_change) {
-                return Err(Error::Usage(format!(
-                    "{id}: version {v} deletes rows; incremental refresh needs an append-only source"
-                )));
+                return Err(Error::IncrementalUnavailable {
+                    table: id.to_string(),
+                    version: v,
+                    reason: "deletes rows (an incremental refresh needs an append-only source)"
+                        .into(),
+                });
             }
         }
     }
