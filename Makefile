@@ -4,6 +4,7 @@
 
 CARGO      ?= cargo
 LAKE       ?= ./lake
+MODEL      ?= ./model
 DROPS      ?= examples/data/online-retail/drops
 PYTHON_ENV ?= $(HOME)/.cache/berserkr-ci-venv
 BERSERKR    = ./target/release/berserkr
@@ -11,18 +12,21 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo test bench build deps py-deps lint fmt clean
 
-## System packages the tests and the demo need (Debian): lzop, to make and check drops.
+## System packages the tests and the demo need (Debian): lzop, to make and check drops; a Java
+## runtime for JPMML, the independent PMML evaluator the export is checked against.
 deps:
-	@command -v lzop >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq lzop; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq lzop; fi; }
+	@{ command -v lzop && command -v java; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq lzop openjdk-17-jre-headless; }
 
 ## Python tools of the tests: DuckDB and its Delta extension (an independent Delta reader, and the
-## reference pipeline of SPEC.md), numpy and pyarrow for the data generator.
+## reference pipeline of SPEC.md), numpy and pyarrow for the data generator, JPMML's evaluator
+## (through JPype) to check the PMML export.
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
-	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars' 2>/dev/null || \
-	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype' 2>/dev/null || \
+	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 \
+	    jpmml_evaluator==0.16.0 jpype1==1.7.1
 
 build:
 	$(CARGO) build --release --locked
@@ -33,6 +37,11 @@ demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake append --keep-going $(DROPS)
 	$(BERSERKR) --lake $(LAKE) lake refresh all --cutoffs monthly
 	$(BERSERKR) --lake $(LAKE) lake refresh gold
+	$(BERSERKR) --lake $(LAKE) train --model gradient-boosting --out $(MODEL)
+	$(BERSERKR) --lake $(LAKE) score --model $(MODEL)
+	$(BERSERKR) --lake $(LAKE) score --model $(MODEL) --customer 17850 --top 10
+	$(BERSERKR) model export --model $(MODEL) --format pmml
+	@echo "report: $(MODEL)/report.html"
 
 ## Formatting, lints and every test (unit, integration, doc).
 test: deps py-deps
@@ -48,4 +57,4 @@ bench: deps build
 	bash examples/bench/run.sh
 
 clean:
-	rm -rf $(LAKE) bench-out
+	rm -rf $(LAKE) $(MODEL) bench-out

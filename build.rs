@@ -46,4 +46,30 @@ fn main() {
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("embedded.rs");
     std::fs::write(out, code).expect("write embedded.rs");
+    source_revision(&root);
+}
+
+/// `BERSERKR_SOURCE_REVISION`: the commit the build comes from (recorded in model manifests), or
+/// `unknown` outside a git checkout.
+fn source_revision(root: &Path) {
+    let git = root.join(".git");
+    if git.is_dir() {
+        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+        if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
+            && let Some(r) = head.trim().strip_prefix("ref: ")
+        {
+            println!("cargo:rerun-if-changed={}", git.join(r).display());
+        }
+    }
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=BERSERKR_SOURCE_REVISION={rev}");
 }

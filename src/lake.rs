@@ -75,6 +75,17 @@ impl Lakehouse {
             .with_storage_options(self.storage_options.clone()))
     }
 
+    /// An object store rooted at the lake's root (for files beside the tables, such as pins).
+    pub(crate) fn root_store(&self) -> Result<deltalake::logstore::ObjectStoreRef> {
+        let builder = DeltaTableBuilder::from_url(self.root.clone())
+            .map_err(|e| Error::delta(self.root.as_str(), e))?
+            .with_storage_options(self.storage_options.clone());
+        let logstore = builder
+            .build_storage()
+            .map_err(|e| Error::delta(self.root.as_str(), e))?;
+        Ok(logstore.object_store(None))
+    }
+
     /// A table at its latest version, or `None` when it does not exist yet.
     pub async fn try_table(&self, id: &TableId) -> Result<Option<DeltaTable>> {
         if self.is_local() {

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod lake;
 pub mod lzo;
 pub mod migrate;
+pub mod ml;
 pub mod ops;
 
 pub use catalog::{Catalog, TableId};

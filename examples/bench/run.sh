@@ -81,3 +81,34 @@ print(f"{n:>9} rows: append / (lzop -d + duckdb ingest) = {ap/(lz+dk):.2f}   app
       f"   lzo decode 1 thread / lzop -d = {c1/lz:.2f}   2 threads / lzop -d = {cp/lz:.2f}")
 PY
 done
+
+# Training on the gold table of the largest run (one cutoff: a seeded stratified 80/20 split, as
+# ../shared/peers/train.py does) against scikit-learn's DecisionTree(depth 8) and LightGBM, in the
+# same run. The peer reads DuckDB's gold, which the equality check above found identical to ours.
+n=${ROWS##* }
+if [ "${TRAIN:-1}" = 1 ] && [ -d "$OUT/lake-$n-eq/gold/customer_item_features" ]; then
+  echo
+  echo "== training on the gold table of $n rows" >&2
+  "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+  "$PY" "$PEERS/train.py" "$OUT/duckdb-$n/gold.parquet" | tee "$OUT/train-peer.json"
+  for m in decision-tree random-forest gradient-boosting; do
+    "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+    measure "train-$m-$n" "$BIN" --lake "$OUT/lake-$n-eq" train --model "$m" --out "$OUT/model-$m" > /dev/null
+  done
+  "$PY" - "$OUT" <<'PY' | tee -a "$OUT/ratios.txt"
+import json, sys
+out = sys.argv[1]
+peer = json.load(open(f"{out}/train-peer.json"))
+ours = {m: json.load(open(f"{out}/model-{m}/manifest.json")) for m in ("decision-tree", "random-forest", "gradient-boosting")}
+for m, x in ours.items():
+    print(f"berserkr {m:<17} AUC {x['evaluation']['model']['roc_auc']:.4f}  fit {x['fit_seconds']:.2f} s  (popularity AUC {x['evaluation']['popularity']['roc_auc']:.4f})")
+print(f"sklearn  decision-tree     AUC {peer['tree']['auc']:.4f}  fit {peer['tree']['fit_s']:.2f} s")
+print(f"lightgbm                   AUC {peer['lightgbm']['auc']:.4f}  fit {peer['lightgbm']['fit_s']:.2f} s")
+t = ours["decision-tree"]
+print(f"tree depth 8: AUC berserkr - sklearn = {t['evaluation']['model']['roc_auc'] - peer['tree']['auc']:+.4f}, "
+      f"fit time berserkr / sklearn = {t['fit_seconds'] / peer['tree']['fit_s']:.2f}")
+best = max(ours, key=lambda m: ours[m]['evaluation']['model']['roc_auc'])
+print(f"best berserkr model ({best}): AUC - lightgbm = {ours[best]['evaluation']['model']['roc_auc'] - peer['lightgbm']['auc']:+.4f}, "
+      f"fit time / lightgbm = {ours[best]['fit_seconds'] / peer['lightgbm']['fit_s']:.2f}")
+PY
+fi

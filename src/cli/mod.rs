@@ -2,6 +2,7 @@
 
 mod lake;
 mod lzo;
+mod ml;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,13 @@ enum Command {
     /// Create, fill and inspect the lake's tables.
     #[command(subcommand)]
     Lake(lake::LakeCommand),
+    /// Train a purchase-likelihood model on a pinned snapshot of the gold features.
+    Train(ml::TrainArgs),
+    /// Score the latest features with a trained model into gold.purchase_scores.
+    Score(ml::ScoreArgs),
+    /// Export a trained model.
+    #[command(subcommand)]
+    Model(ml::ModelCommand),
 }
 
 /// Runs the parsed command line and returns the exit status.
@@ -42,6 +50,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Lzo(cmd) => lzo::run(cmd),
         Command::Lake(cmd) => runtime().and_then(|rt| rt.block_on(lake::run(&cli.lake, cmd))),
+        Command::Train(args) => runtime().and_then(|rt| rt.block_on(ml::train(&cli.lake, args))),
+        Command::Score(args) => runtime().and_then(|rt| rt.block_on(ml::score(&cli.lake, args))),
+        Command::Model(cmd) => runtime().and_then(|rt| rt.block_on(ml::model(cmd))),
     };
     match result {
         Ok(code) => ExitCode::from(code),

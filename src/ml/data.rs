@@ -1,0 +1,286 @@
+//! Reading one snapshot of a feature table into columns a learner uses.
+//!
+//! The snapshot is pinned through the Delta log (a version, or the last version committed at or
+//! before a time), its file list is digested, and its rows are read by DataFusion over exactly
+//! that snapshot, ordered by `(cutoff, CustomerID, StockCode)` so the matrix is the same whatever
+//! the file layout. Each Arrow column is cast to `f64` and appended to its feature vector: no
+//! row-by-row copies.
+
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+use crate::lake::Lakehouse;
+use crate::ops::refresh::{collect_sql, df, session};
+
+/// The features every model uses: the numeric columns of `gold.customer_item_features`
+/// (the same 13 as `../shared/peers/train.py`).
+pub const FEATURES: [&str; 13] = [
+    "n_purchases",
+    "n_lines",
+    "total_qty",
+    "total_revenue",
+    "recency_days",
+    "tenure_days",
+    "cust_n_invoices",
+    "cust_n_items",
+    "cust_total_qty",
+    "cust_total_revenue",
+    "cust_recency_days",
+    "item_n_customers",
+    "item_total_qty",
+];
+
+/// Which snapshot of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    /// The latest version.
+    Latest,
+    /// This version.
+    Version(u64),
+    /// The last version committed at or before this instant.
+    Time(DateTime<Utc>),
+}
+
+/// Identity of one table snapshot: enough to find it again and to prove it is the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotId {
+    /// The lake's root URL.
+    pub lake: String,
+    /// The table.
+    pub table: String,
+    /// Its version.
+    pub version: u64,
+    /// The commit's timestamp (ms since the epoch, from its commitInfo).
+    pub commit_timestamp_ms: i64,
+    /// SHA-256 over the snapshot's data files (`path\tsize\n`, sorted by path).
+    pub files_sha256: String,
+    /// How many data files.
+    pub files: usize,
+}
+
+/// A snapshot's rows as columns.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureFrame {
+    /// Cutoff of each row.
+    pub cutoff: Vec<String>,
+    /// Customer of each row.
+    pub customer: Vec<i64>,
+    /// Item of each row.
+    pub item: Vec<String>,
+    /// Feature names.
+    pub names: Vec<String>,
+    /// `features[f][row]`.
+    pub features: Vec<Vec<f64>>,
+    /// 0/1 label of each row.
+    pub label: Vec<u8>,
+}
+
+impl FeatureFrame {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.label.len()
+    }
+
+    /// True when there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.label.is_empty()
+    }
+
+    /// Distinct cutoffs, ascending.
+    pub fn cutoffs(&self) -> Vec<String> {
+        let mut c = self.cutoff.clone();
+        c.dedup();
+        c.sort();
+        c.dedup();
+        c
+    }
+}
+
+impl Lakehouse {
+    /// A table at a chosen snapshot.
+    pub async fn table_at(&self, id: &TableId, at: &At) -> Result<DeltaTable> {
+        let mut table = self.table(id).await?;
+        let latest = table.version().unwrap_or(0);
+        match at {
+            At::Latest => {}
+            At::Version(v) if *v > latest => {
+                return Err(Error::Usage(format!(
+                    "{id} has no version {v}: its latest is {latest}"
+                )));
+            }
+            At::Version(v) => table
+                .load_version(*v)
+                .await
+                .map_err(|e| Error::delta(id, e))?,
+            At::Time(t) => table
+                .load_with_datetime(*t)
+                .await
+                .map_err(|e| Error::delta(id, e))?,
+        }
+        Ok(table)
+    }
+}
+
+/// The identity of a loaded snapshot.
+pub async fn snapshot_id(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Result<SnapshotId> {
+    let version = table.version().unwrap_or(0);
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    let mut files: Vec<(String, i64)> = state
+        .log_data()
+        .iter()
+        .map(|f| (f.path().into_owned(), f.size()))
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for (p, s) in &files {
+        h.update(format!("{p}\t{s}\n").as_bytes());
+    }
+    Ok(SnapshotId {
+        lake: lake.root().to_string(),
+        table: id.to_string(),
+        version,
+        commit_timestamp_ms: commit_timestamp(table, id, version).await?,
+        files_sha256: hex::encode(h.finalize()),
+        files: files.len(),
+    })
+}
+
+/// `commitInfo.timestamp` of a version (the file's modification time when it has none).
+async fn commit_timestamp(table: &DeltaTable, id: &TableId, version: u64) -> Result<i64> {
+    let entry = table
+        .log_store()
+        .read_commit_entry(version)
+        .await
+        .map_err(|e| Error::delta(id, e))?;
+    let from_info = entry.and_then(|bytes| {
+        bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .find_map(|a| a.get("commitInfo")?.get("timestamp")?.as_i64())
+    });
+    match from_info {
+        Some(ts) => Ok(ts),
+        None => table
+            .snapshot()
+            .ok()
+            .and_then(|s| s.version_timestamp(version))
+            .ok_or_else(|| {
+                Error::Usage(format!("{id} version {version}: no commit timestamp in its log"))
+            }),
+    }
+}
+
+/// The latest cutoff in a snapshot (None when it has no rows).
+pub async fn latest_cutoff(table: &DeltaTable, id: &TableId) -> Result<Option<String>> {
+    let ctx = session();
+    ctx.register_table("features", table.table_provider().await.map_err(df(id))?)
+        .map_err(df(id))?;
+    let b = collect_sql(&ctx, "SELECT max(cutoff) FROM features", id).await?;
+    let Some(b) = b.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let c = cast(b.column(0), &DataType::Utf8).map_err(|source| Error::Arrow {
+        context: format!("cutoffs of {id}"),
+        source,
+    })?;
+    let c = c
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8 gives a StringArray");
+    Ok(c.is_valid(0).then(|| c.value(0).to_string()))
+}
+
+/// Reads a snapshot's rows, optionally one cutoff only, ordered by (cutoff, customer, item).
+pub async fn read_features(
+    table: &DeltaTable,
+    id: &TableId,
+    cutoff: Option<&str>,
+) -> Result<FeatureFrame> {
+    let ctx = session();
+    ctx.register_table("features", table.table_provider().await.map_err(df(id))?)
+        .map_err(df(id))?;
+    let filter = match cutoff {
+        Some(c) => format!("WHERE cutoff = '{}'", c.replace('\'', "''")),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT cutoff, CustomerID, StockCode, {}, label FROM features {filter} \
+         ORDER BY cutoff, CustomerID, StockCode",
+        FEATURES.join(", ")
+    );
+    let batches = collect_sql(&ctx, &sql, id).await?;
+    frame(&batches, id)
+}
+
+fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut f = FeatureFrame {
+        names: FEATURES.iter().map(|s| s.to_string()).collect(),
+        features: vec![Vec::with_capacity(rows); FEATURES.len()],
+        ..Default::default()
+    };
+    f.cutoff.reserve(rows);
+    f.customer.reserve(rows);
+    f.item.reserve(rows);
+    f.label.reserve(rows);
+    let arrow = |context: &str| {
+        let context = format!("{context} of {id}");
+        move |source| Error::Arrow { context, source }
+    };
+    let null = |col: &str| Error::Usage(format!("{id}: column {col} holds a null; features cannot"));
+    for b in batches {
+        let strings = |i: usize| -> Result<StringArray> {
+            let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
+            Ok(c.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8 gives a StringArray")
+                .clone())
+        };
+        let cut = strings(0)?;
+        let item = strings(2)?;
+        let cust = cast(b.column(1), &DataType::Int64).map_err(arrow("CustomerID"))?;
+        let cust = cust
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to Int64 gives an Int64Array");
+        if cut.null_count() + item.null_count() + cust.null_count() > 0 {
+            return Err(null("cutoff/CustomerID/StockCode"));
+        }
+        f.cutoff.extend(cut.iter().map(|s| s.unwrap_or_default().to_string()));
+        f.item.extend(item.iter().map(|s| s.unwrap_or_default().to_string()));
+        f.customer.extend_from_slice(cust.values());
+        for (j, name) in FEATURES.iter().enumerate() {
+            let c = cast(b.column(3 + j), &DataType::Float64).map_err(arrow(name))?;
+            let c = c
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("cast to Float64 gives a Float64Array");
+            if c.null_count() > 0 {
+                return Err(null(name));
+            }
+            f.features[j].extend_from_slice(c.values());
+        }
+        let l = cast(b.column(3 + FEATURES.len()), &DataType::Int64).map_err(arrow("label"))?;
+        let l = l
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to Int64 gives an Int64Array");
+        if l.null_count() > 0 {
+            return Err(null("label"));
+        }
+        for &v in l.values() {
+            if v != 0 && v != 1 {
+                return Err(Error::Usage(format!("{id}: label {v} is not 0 or 1")));
+            }
+            f.label.push(v as u8);
+        }
+    }
+    Ok(f)
+}

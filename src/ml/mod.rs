@@ -1,0 +1,832 @@
+//! Training, evaluation, scoring and export of purchase-likelihood models.
+//!
+//! `lake.train()` reads one pinned snapshot of the gold features ([`data`]), splits it honestly
+//! (time-based across cutoffs, else a seeded stratified split), fits a model ([`model`], grown by
+//! [`tree`]), evaluates it against two baselines ([`metrics`]), and writes a model directory:
+//!
+//! - `model.json`: the model; the same snapshot, parameters and seed give the same bytes;
+//! - `manifest.json`: what was trained on what (lake, table, version, commit time, file-list
+//!   digest, schema, features, label, cutoffs, split, parameters, metrics, berserkr version);
+//! - `report.html` with `roc.svg`, `precision_at_k.svg`, `importance.svg`.
+//!
+//! A pin (`<lake>/_berserkr/pins/<model id>.json`) records the snapshot so table care keeps the
+//! files it needs.
+
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod pmml;
+pub mod report;
+pub mod score;
+pub mod tree;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDateTime};
+use deltalake::Path as ObjectPath;
+use deltalake::logstore::object_store::ObjectStoreExt as _;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+use crate::lake::Lakehouse;
+use crate::ops::gold::{CUTOFF_FORMAT, GOLD_FEATURES};
+pub use data::{At, FeatureFrame, SnapshotId};
+use metrics::{Metrics, Ranked};
+pub use model::{Model, ModelKind, Params};
+
+/// The source revision berserkr was built from (`git rev-parse HEAD`, or `unknown`).
+pub const SOURCE_REVISION: &str = env!("BERSERKR_SOURCE_REVISION");
+/// Share of rows held out by the stratified split.
+pub const TEST_FRACTION: f64 = 0.2;
+/// The model file in a model directory.
+pub const MODEL_FILE: &str = "model.json";
+/// The manifest file in a model directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// How the rows were split into training and evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Split {
+    /// Train on earlier cutoffs, evaluate on the latest.
+    Time {
+        /// Cutoffs trained on: those whose label window closes by the evaluation cutoff.
+        train_cutoffs: Vec<String>,
+        /// The evaluation cutoff.
+        eval_cutoff: String,
+        /// Cutoffs left out because their label window overlaps the evaluation period.
+        skipped_cutoffs: Vec<String>,
+    },
+    /// A seeded stratified split of the rows.
+    Stratified {
+        /// Share held out.
+        test_fraction: f64,
+        /// The seed.
+        seed: u64,
+        /// Why not a time-based split.
+        reason: String,
+    },
+}
+
+/// The label's definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSpec {
+    /// The column.
+    pub column: String,
+    /// Days after the cutoff in which a purchase counts.
+    pub window_days: i64,
+    /// In words.
+    pub definition: String,
+}
+
+/// Metrics of the model and of the baselines on the evaluation rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Training rows.
+    pub train_rows: usize,
+    /// Evaluation rows.
+    pub eval_rows: usize,
+    /// Positive rate of the evaluation rows.
+    pub eval_positive_rate: f64,
+    /// The model.
+    pub model: Metrics,
+    /// Baseline: the item's popularity (`item_n_customers`).
+    pub popularity: Metrics,
+    /// Baseline: the customer's own recency with the item (`-recency_days`).
+    pub recency: Metrics,
+    /// Whether the model's ROC AUC beats the popularity baseline's.
+    pub beats_popularity: bool,
+}
+
+/// Everything needed to reproduce and audit a model (`manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Short id: the first 16 hex digits of the model file's SHA-256.
+    pub model_id: String,
+    /// SHA-256 of `model.json`.
+    pub model_sha256: String,
+    /// The snapshot trained on.
+    pub snapshot: SnapshotId,
+    /// Rows in the snapshot.
+    pub rows: usize,
+    /// The table's schema at that version (Delta JSON schema).
+    pub schema: serde_json::Value,
+    /// Features, in model order.
+    pub features: Vec<String>,
+    /// The label.
+    pub label: LabelSpec,
+    /// Cutoffs in the snapshot.
+    pub cutoffs: Vec<String>,
+    /// The split.
+    pub split: Split,
+    /// Model parameters (with the seed).
+    pub params: Params,
+    /// Metrics.
+    pub evaluation: Evaluation,
+    /// Feature importance (normalised gain), by feature.
+    pub importance: BTreeMap<String, f64>,
+    /// berserkr's version.
+    pub berserkr_version: String,
+    /// Source revision of the build.
+    pub source_revision: String,
+    /// Wall time of the fit (not part of what `--reproduce` compares).
+    pub fit_seconds: f64,
+}
+
+/// What `lake.train()` produced.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// The model directory.
+    pub dir: PathBuf,
+    /// Seconds spent reading the snapshot.
+    pub load_seconds: f64,
+}
+
+/// Builder of a training run: `lake.train().with_version(12).with_out("models/m1").await`.
+#[derive(Debug, Clone)]
+pub struct TrainBuilder {
+    lake: Lakehouse,
+    table: String,
+    at: At,
+    params: Params,
+    out: PathBuf,
+}
+
+impl Lakehouse {
+    /// Trains a model on a snapshot of `gold.customer_item_features` (see [`TrainBuilder`]).
+    pub fn train(&self) -> TrainBuilder {
+        TrainBuilder {
+            lake: self.clone(),
+            table: GOLD_FEATURES.to_string(),
+            at: At::Latest,
+            params: Params::defaults(ModelKind::DecisionTree),
+            out: PathBuf::from("model"),
+        }
+    }
+}
+
+impl TrainBuilder {
+    /// The feature table (default `gold.customer_item_features`).
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Which snapshot (default: latest).
+    pub fn with_at(mut self, at: At) -> Self {
+        self.at = at;
+        self
+    }
+
+    /// Model parameters (default: a depth-8 decision tree, seed 0).
+    pub fn with_params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The model directory to write (created; files in it are replaced).
+    pub fn with_out(mut self, out: impl Into<PathBuf>) -> Self {
+        self.out = out.into();
+        self
+    }
+
+    async fn run(self) -> Result<TrainReport> {
+        let id: TableId = self.table.parse()?;
+        let started = Instant::now();
+        let table = self.lake.table_at(&id, &self.at).await?;
+        let snapshot = data::snapshot_id(&self.lake, &id, &table).await?;
+        let schema = serde_json::to_value(
+            table
+                .snapshot()
+                .map_err(|e| Error::delta(&id, e))?
+                .schema()
+                .as_ref(),
+        )
+        .map_err(|e| Error::Usage(format!("{id}: schema: {e}")))?;
+        let frame = data::read_features(&table, &id, None).await?;
+        if frame.is_empty() {
+            return Err(Error::Usage(format!(
+                "{id} version {} has no rows: run `berserkr lake refresh gold`",
+                snapshot.version
+            )));
+        }
+        let load_seconds = started.elapsed().as_secs_f64();
+        let window_days = self
+            .lake
+            .catalog()
+            .table(&id)
+            .ok()
+            .and_then(|s| s.label_window_days)
+            .unwrap_or(90);
+        let params = self.params.clone();
+        let out = self.out.clone();
+        let (manifest, files) = tokio::task::spawn_blocking(move || {
+            fit_and_evaluate(frame, snapshot, schema, window_days, &params)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        write_dir(&out, &files).await?;
+        write_pin(&self.lake, &manifest).await?;
+        Ok(TrainReport {
+            manifest,
+            dir: out,
+            load_seconds,
+        })
+    }
+}
+
+impl std::future::IntoFuture for TrainBuilder {
+    type Output = Result<TrainReport>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Rows of the training and evaluation sets.
+fn split_rows(frame: &FeatureFrame, window_days: i64, seed: u64) -> (Vec<u32>, Vec<u32>, Split) {
+    let cutoffs = frame.cutoffs();
+    let parse = |c: &str| NaiveDateTime::parse_from_str(c, CUTOFF_FORMAT).ok();
+    if cutoffs.len() > 1 {
+        let eval = cutoffs.last().expect("several").clone();
+        let eval_at = parse(&eval);
+        let (train, skipped): (Vec<String>, Vec<String>) =
+            cutoffs[..cutoffs.len() - 1].iter().cloned().partition(|c| {
+                match (parse(c), eval_at) {
+                    (Some(c), Some(e)) => c + Duration::days(window_days) <= e,
+                    _ => false,
+                }
+            });
+        if !train.is_empty() {
+            let mut tr = Vec::new();
+            let mut ev = Vec::new();
+            for (i, c) in frame.cutoff.iter().enumerate() {
+                if *c == eval {
+                    ev.push(i as u32);
+                } else if train.contains(c) {
+                    tr.push(i as u32);
+                }
+            }
+            return (
+                tr,
+                ev,
+                Split::Time {
+                    train_cutoffs: train,
+                    eval_cutoff: eval,
+                    skipped_cutoffs: skipped,
+                },
+            );
+        }
+    }
+    let reason = if cutoffs.len() > 1 {
+        format!(
+            "no earlier cutoff has its {window_days}-day label window closed by the latest cutoff {}",
+            cutoffs.last().expect("several")
+        )
+    } else {
+        "one cutoff only".to_string()
+    };
+    let mut rng = tree::tree_rng(seed, u64::MAX);
+    let (mut tr, mut ev) = (Vec::new(), Vec::new());
+    for class in [0u8, 1] {
+        let mut rows: Vec<u32> = (0..frame.len() as u32)
+            .filter(|&r| frame.label[r as usize] == class)
+            .collect();
+        rows.shuffle(&mut rng);
+        let n_test = (rows.len() as f64 * TEST_FRACTION).round() as usize;
+        ev.extend_from_slice(&rows[..n_test]);
+        tr.extend_from_slice(&rows[n_test..]);
+    }
+    tr.sort_unstable();
+    ev.sort_unstable();
+    (
+        tr,
+        ev,
+        Split::Stratified {
+            test_fraction: TEST_FRACTION,
+            seed,
+            reason,
+        },
+    )
+}
+
+/// Evaluation rows' features, labels and ranking groups.
+struct EvalSet {
+    columns: Vec<Vec<f64>>,
+    labels: Vec<u8>,
+    group: Vec<u64>,
+    item: Vec<String>,
+}
+
+fn eval_set(frame: &FeatureFrame, rows: &[u32]) -> EvalSet {
+    let mut groups: HashMap<(&str, i64), u64> = HashMap::new();
+    let group = rows
+        .iter()
+        .map(|&r| {
+            let r = r as usize;
+            let n = groups.len() as u64;
+            *groups
+                .entry((frame.cutoff[r].as_str(), frame.customer[r]))
+                .or_insert(n)
+        })
+        .collect();
+    EvalSet {
+        columns: frame
+            .features
+            .iter()
+            .map(|c| rows.iter().map(|&r| c[r as usize]).collect())
+            .collect(),
+        labels: rows.iter().map(|&r| frame.label[r as usize]).collect(),
+        group,
+        item: rows.iter().map(|&r| frame.item[r as usize].clone()).collect(),
+    }
+}
+
+/// Files of a model directory, by name.
+type Files = Vec<(String, Vec<u8>)>;
+
+fn fit_and_evaluate(
+    frame: FeatureFrame,
+    snapshot: SnapshotId,
+    schema: serde_json::Value,
+    window_days: i64,
+    params: &Params,
+) -> Result<(Manifest, Files)> {
+    let (train, eval, split) = split_rows(&frame, window_days, params.seed);
+    if train.is_empty() || eval.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} version {}: {} rows are too few to train and evaluate",
+            snapshot.table,
+            snapshot.version,
+            frame.len()
+        )));
+    }
+    let t = Instant::now();
+    let model = Model::fit(&frame.features, &frame.names, &frame.label, &train, params);
+    let fit_seconds = t.elapsed().as_secs_f64();
+    let model_bytes = serde_json::to_vec(&model).map_err(|e| Error::Usage(e.to_string()))?;
+    let model_sha256 = hex::encode(Sha256::digest(&model_bytes));
+
+    let ev = eval_set(&frame, &eval);
+    let ranked = Ranked {
+        group: &ev.group,
+        item: &ev.item,
+    };
+    let scores = model.predict_columns(&ev.columns);
+    let col = |name: &str| frame.names.iter().position(|n| n == name);
+    let baseline = |name: &str, sign: f64| -> Vec<f64> {
+        col(name).map_or_else(
+            || vec![0.0; ev.labels.len()],
+            |f| ev.columns[f].iter().map(|v| sign * v).collect(),
+        )
+    };
+    let popularity = baseline("item_n_customers", 1.0);
+    let recency = baseline("recency_days", -1.0);
+    let m = Metrics::compute(&scores, &ev.labels, &ranked, true);
+    let pop = Metrics::compute(&popularity, &ev.labels, &ranked, false);
+    let rec = Metrics::compute(&recency, &ev.labels, &ranked, false);
+    let evaluation = Evaluation {
+        train_rows: train.len(),
+        eval_rows: eval.len(),
+        eval_positive_rate: ev.labels.iter().map(|&l| f64::from(l)).sum::<f64>()
+            / ev.labels.len() as f64,
+        beats_popularity: m.roc_auc > pop.roc_auc,
+        model: m,
+        popularity: pop,
+        recency: rec,
+    };
+    let importance: BTreeMap<String, f64> = frame
+        .names
+        .iter()
+        .cloned()
+        .zip(model.importance())
+        .collect();
+
+    // Plots.
+    let roc = |s: &[f64]| report::thin(&metrics::roc_points(s, &ev.labels), 400);
+    let roc_svg = report::line_chart(
+        "ROC curve (evaluation rows)",
+        "false positive rate",
+        "true positive rate",
+        (0.0, 1.0),
+        (0.0, 1.0),
+        &[
+            report::Series {
+                name: &format!("model {:.3}", evaluation.model.roc_auc),
+                points: roc(&scores),
+            },
+            report::Series {
+                name: &format!("popularity {:.3}", evaluation.popularity.roc_auc),
+                points: roc(&popularity),
+            },
+            report::Series {
+                name: &format!("recency {:.3}", evaluation.recency.roc_auc),
+                points: roc(&recency),
+            },
+        ],
+        true,
+    );
+    let ks: Vec<usize> = (1..=20).collect();
+    let curve = |s: &[f64]| -> Vec<(f64, f64)> {
+        metrics::at_ks(s, &ev.labels, &ranked, &ks)
+            .iter()
+            .zip(&ks)
+            .map(|(pr, &k)| (k as f64, pr.0))
+            .collect()
+    };
+    let (pm, pp, pr) = (curve(&scores), curve(&popularity), curve(&recency));
+    let ymax = pm
+        .iter()
+        .chain(&pp)
+        .chain(&pr)
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(0.05);
+    let pk_svg = report::line_chart(
+        "Precision@k per customer (evaluation rows)",
+        "k",
+        "precision@k",
+        (1.0, 20.0),
+        (0.0, (ymax * 10.0).ceil() / 10.0),
+        &[
+            report::Series {
+                name: "model",
+                points: pm,
+            },
+            report::Series {
+                name: "popularity",
+                points: pp,
+            },
+            report::Series {
+                name: "recency",
+                points: pr,
+            },
+        ],
+        false,
+    );
+    let imp_svg = report::bar_chart(
+        "Feature importance (share of split gain)",
+        "share of total gain",
+        &importance
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>(),
+    );
+    let label = LabelSpec {
+        column: "label".into(),
+        window_days,
+        definition: format!(
+            "1 when the customer bought the item in [cutoff, cutoff + {window_days} days], else 0"
+        ),
+    };
+    let manifest = Manifest {
+        model_id: model_sha256[..16].to_string(),
+        model_sha256,
+        snapshot,
+        rows: frame.len(),
+        schema,
+        features: frame.names.clone(),
+        label,
+        cutoffs: frame.cutoffs(),
+        split,
+        params: params.clone(),
+        evaluation,
+        importance,
+        berserkr_version: env!("CARGO_PKG_VERSION").to_string(),
+        source_revision: SOURCE_REVISION.to_string(),
+        fit_seconds,
+    };
+    let manifest_bytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
+    let html = report_html(&manifest);
+    Ok((
+        manifest,
+        vec![
+            (MODEL_FILE.into(), model_bytes),
+            (MANIFEST_FILE.into(), manifest_bytes),
+            ("roc.svg".into(), roc_svg.into_bytes()),
+            ("precision_at_k.svg".into(), pk_svg.into_bytes()),
+            ("importance.svg".into(), imp_svg.into_bytes()),
+            ("report.html".into(), html.into_bytes()),
+        ],
+    ))
+}
+
+fn report_html(m: &Manifest) -> String {
+    let e = &m.evaluation;
+    let row = |name: &str, x: &Metrics| {
+        format!(
+            "<tr><td>{name}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            x.roc_auc,
+            x.pr_auc,
+            x.log_loss.map_or("-".to_string(), |l| format!("{l:.4}")),
+            x.precision_at.get("5").copied().unwrap_or_default(),
+            x.precision_at.get("10").copied().unwrap_or_default(),
+            x.recall_at.get("5").copied().unwrap_or_default(),
+            x.recall_at.get("10").copied().unwrap_or_default(),
+        )
+    };
+    let split = match &m.split {
+        Split::Time {
+            train_cutoffs,
+            eval_cutoff,
+            skipped_cutoffs,
+        } => format!(
+            "time-based: trained on cutoffs {}; evaluated on {eval_cutoff}{}",
+            train_cutoffs.join(", "),
+            if skipped_cutoffs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (left out, label window overlapping the evaluation: {})",
+                    skipped_cutoffs.join(", ")
+                )
+            }
+        ),
+        Split::Stratified {
+            test_fraction,
+            seed,
+            reason,
+        } => format!(
+            "stratified random split, {:.0}% held out, seed {seed} ({reason})",
+            test_fraction * 100.0
+        ),
+    };
+    let verdict = if e.beats_popularity {
+        "The model beats the popularity baseline on ROC AUC."
+    } else {
+        "The model does NOT beat the popularity baseline on ROC AUC."
+    };
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>berserkr model {id}</title>\n\
+<style>body{{font-family:sans-serif;max-width:1320px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>\n\
+<h1>Model {id}: {kind}</h1>\n\
+<p>Trained on <code>{table}</code> version {version} of <code>{lake}</code> ({rows} rows, cutoffs {cutoffs}); \
+label: {label}.</p>\n<p>Split: {split}. {train} training rows, {eval} evaluation rows, positive rate {rate:.3}.</p>\n\
+<p><b>{verdict}</b></p>\n\
+<table><tr><th>scorer</th><th>ROC AUC</th><th>PR AUC</th><th>log loss</th><th>precision@5</th><th>precision@10</th><th>recall@5</th><th>recall@10</th></tr>\n{r1}\n{r2}\n{r3}\n</table>\n\
+<p><img src=\"roc.svg\" alt=\"ROC curve\"> <img src=\"precision_at_k.svg\" alt=\"precision at k\"></p>\n\
+<p><img src=\"importance.svg\" alt=\"feature importance\"></p>\n\
+<p>Parameters: <code>{params}</code>. berserkr {ver} ({rev}); fit {fit:.2} s.</p>\n</body></html>\n",
+        id = m.model_id,
+        kind = m.params.model.name(),
+        table = m.snapshot.table,
+        version = m.snapshot.version,
+        lake = m.snapshot.lake,
+        rows = m.rows,
+        cutoffs = m.cutoffs.join(", "),
+        label = m.label.definition,
+        train = e.train_rows,
+        eval = e.eval_rows,
+        rate = e.eval_positive_rate,
+        r1 = row("model", &e.model),
+        r2 = row("popularity", &e.popularity),
+        r3 = row("recency", &e.recency),
+        params = serde_json::to_string(&m.params).unwrap_or_default(),
+        ver = m.berserkr_version,
+        rev = m.source_revision,
+        fit = m.fit_seconds,
+    )
+}
+
+async fn write_dir(dir: &Path, files: &Files) -> Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Error::io(dir.display(), e))?;
+    for (name, bytes) in files {
+        // Write beside, then rename: a reader never sees half a model.
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|e| Error::io(tmp.display(), e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| Error::io(path.display(), e))?;
+    }
+    Ok(())
+}
+
+/// Where pins live, under the lake root.
+pub const PINS_PREFIX: &str = "_berserkr/pins";
+
+/// A snapshot a model was trained on, which table care must keep readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The model.
+    pub model_id: String,
+    /// The table.
+    pub table: String,
+    /// Its version.
+    pub version: u64,
+}
+
+async fn write_pin(lake: &Lakehouse, m: &Manifest) -> Result<()> {
+    let pin = Pin {
+        model_id: m.model_id.clone(),
+        table: m.snapshot.table.clone(),
+        version: m.snapshot.version,
+    };
+    let bytes = serde_json::to_vec(&pin).map_err(|e| Error::Usage(e.to_string()))?;
+    let location = ObjectPath::from(format!("{PINS_PREFIX}/{}.json", m.model_id));
+    lake.root_store()?
+        .put(&location, bytes.into())
+        .await
+        .map_err(|source| Error::ObjectStore {
+            location: format!("{}{location}", lake.root()),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Pins recorded in a lake (all models' snapshots).
+pub async fn pins(lake: &Lakehouse) -> Result<Vec<Pin>> {
+    use futures::TryStreamExt;
+    let store = lake.root_store()?;
+    let prefix = ObjectPath::from(PINS_PREFIX);
+    let err = |location: String| {
+        move |source| Error::ObjectStore { location, source }
+    };
+    let metas: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(err(format!("{}{prefix}", lake.root())))?;
+    let mut out = Vec::new();
+    for meta in metas {
+        let loc = format!("{}{}", lake.root(), meta.location);
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .map_err(err(loc.clone()))?
+            .bytes()
+            .await
+            .map_err(err(loc.clone()))?;
+        out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
+            file: loc,
+            message: format!("not a pin: {e}"),
+        })?);
+    }
+    out.sort_by(|a: &Pin, b| a.model_id.cmp(&b.model_id));
+    Ok(out)
+}
+
+/// Reads a model directory's manifest.
+pub async fn read_manifest(path: &Path) -> Result<Manifest> {
+    let file = if path.is_dir() {
+        path.join(MANIFEST_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = tokio::fs::read(&file)
+        .await
+        .map_err(|e| Error::io(file.display(), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
+        file: file.display().to_string(),
+        message: format!("not a berserkr manifest: {e}"),
+    })
+}
+
+/// Reads a model directory's model.
+pub async fn read_model(dir: &Path) -> Result<Model> {
+    let file = dir.join(MODEL_FILE);
+    let bytes = tokio::fs::read(&file)
+        .await
+        .map_err(|e| Error::io(file.display(), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
+        file: file.display().to_string(),
+        message: format!("not a berserkr model: {e}"),
+    })
+}
+
+/// How a reproduction compared with its manifest.
+#[derive(Debug, Clone)]
+pub struct Reproduction {
+    /// The manifest reproduced.
+    pub original: Manifest,
+    /// The new run.
+    pub report: TrainReport,
+    /// Differences found (empty: reproduced exactly).
+    pub differences: Vec<String>,
+}
+
+impl Lakehouse {
+    /// Retrains from a manifest (same table, version and parameters) into `out` and compares the
+    /// snapshot, the model bytes and the metrics with the manifest's.
+    pub async fn reproduce(&self, manifest: &Path, out: &Path) -> Result<Reproduction> {
+        let original = read_manifest(manifest).await?;
+        if original.snapshot.lake != self.root().as_str() {
+            return Err(Error::Usage(format!(
+                "the manifest was trained on lake {}, not {}: pass --lake {}",
+                original.snapshot.lake,
+                self.root(),
+                original.snapshot.lake
+            )));
+        }
+        let report = self
+            .train()
+            .with_table(&original.snapshot.table)
+            .with_at(At::Version(original.snapshot.version))
+            .with_params(original.params.clone())
+            .with_out(out)
+            .await?;
+        let new = &report.manifest;
+        let mut differences = Vec::new();
+        if new.snapshot != original.snapshot {
+            differences.push(format!(
+                "snapshot differs: files {} / digest {} now, {} / {} in the manifest",
+                new.snapshot.files,
+                new.snapshot.files_sha256,
+                original.snapshot.files,
+                original.snapshot.files_sha256
+            ));
+        }
+        if new.model_sha256 != original.model_sha256 {
+            differences.push(format!(
+                "model differs: sha256 {} now, {} in the manifest",
+                new.model_sha256, original.model_sha256
+            ));
+        }
+        if new.evaluation != original.evaluation {
+            differences.push("metrics differ".to_string());
+        }
+        Ok(Reproduction {
+            original,
+            report,
+            differences,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(cutoffs: &[&str], per: usize) -> FeatureFrame {
+        let mut f = FeatureFrame {
+            names: vec!["x".into()],
+            features: vec![Vec::new()],
+            ..Default::default()
+        };
+        for c in cutoffs {
+            for i in 0..per {
+                f.cutoff.push(c.to_string());
+                f.customer.push(i as i64);
+                f.item.push("a".into());
+                f.features[0].push(i as f64);
+                f.label.push(u8::from(i % 4 == 0));
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn several_cutoffs_split_by_time_without_overlapping_label_windows() {
+        let f = frame(
+            &[
+                "2011-01-01 00:00:00",
+                "2011-05-01 00:00:00",
+                "2011-07-01 00:00:00",
+                "2011-09-01 00:00:00",
+            ],
+            10,
+        );
+        let (tr, ev, split) = split_rows(&f, 90, 0);
+        assert_eq!(
+            split,
+            Split::Time {
+                train_cutoffs: vec!["2011-01-01 00:00:00".into(), "2011-05-01 00:00:00".into()],
+                eval_cutoff: "2011-09-01 00:00:00".into(),
+                skipped_cutoffs: vec!["2011-07-01 00:00:00".into()],
+            }
+        );
+        assert_eq!(tr, (0..20).collect::<Vec<u32>>());
+        assert_eq!(ev, (30..40).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn one_cutoff_splits_stratified_and_seeded() {
+        let f = frame(&["2011-01-01 00:00:00"], 100);
+        let (tr, ev, split) = split_rows(&f, 90, 7);
+        assert!(matches!(split, Split::Stratified { seed: 7, .. }));
+        assert_eq!(ev.len(), 20);
+        assert_eq!(tr.len() + ev.len(), 100);
+        // 25 positives: 5 held out, as the class share says.
+        assert_eq!(ev.iter().filter(|&&r| f.label[r as usize] == 1).count(), 5);
+        assert_eq!(split_rows(&f, 90, 7).1, ev);
+        assert_ne!(split_rows(&f, 90, 8).1, ev);
+        // Cutoffs too close for a clean time split fall back, and say why.
+        let f = frame(&["2011-08-01 00:00:00", "2011-09-01 00:00:00"], 10);
+        match split_rows(&f, 90, 0).2 {
+            Split::Stratified { reason, .. } => assert!(reason.contains("label window"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

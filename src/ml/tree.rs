@@ -1,0 +1,589 @@
+//! Histogram-based binary trees: the learner behind every berserkr model.
+//!
+//! Features are binned once ([`Bins`]): up to 256 bins per feature whose edges are thresholds on
+//! the raw values, so a split found on bins is exactly `x <= threshold` on the raw feature, which is
+//! what the saved model, the scorer and the PMML export apply. A node's histogram holds, per
+//! feature and bin, the sums of the rows' `(g, h, count)`; the child with fewer rows is built from
+//! its rows and its sibling by subtraction from the parent. Splits maximise
+//! `G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)`, which is the Gini impurity decrease when `g = w·y`,
+//! `h = w`, `λ = 0` (classification trees), and the second-order gain of gradient boosting when
+//! `g`, `h` are the log-loss gradient and hessian.
+//!
+//! Determinism: rows are visited in a fixed order, features are scanned in index order and ties
+//! go to the lower feature and bin, so the same data and seed give the same tree bit for bit,
+//! whatever the number of threads.
+
+use rand::Rng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// At most this many bins per feature (bin codes are `u8`).
+pub const MAX_BINS: usize = 256;
+
+/// Per-feature bin edges learnt from the training rows.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `thresholds[f]`: ascending; value `x` falls in bin `#{t < x}`, so bin `<= b` ⇔ `x <= t_b`.
+    pub thresholds: Vec<Vec<f64>>,
+}
+
+impl Bins {
+    /// Learns edges from feature columns (`columns[f][row]`), looking at `rows` only: with at most
+    /// 255 distinct values a feature gets a bin per value; otherwise edges sit at quantiles.
+    pub fn fit(columns: &[Vec<f64>], rows: &[u32]) -> Self {
+        let thresholds = columns
+            .par_iter()
+            .map(|col| {
+                let mut v: Vec<f64> = rows.iter().map(|&r| col[r as usize]).collect();
+                v.sort_unstable_by(f64::total_cmp);
+                edges(&v)
+            })
+            .collect();
+        Self { thresholds }
+    }
+
+    /// Bin codes, row-major (`codes[row * features + f]`): a row's bins share a cache line, so
+    /// a histogram pass reads each row once and updates every feature's histogram from it.
+    pub fn apply(&self, columns: &[Vec<f64>]) -> Binned {
+        let nfeat = columns.len();
+        let n = columns.first().map_or(0, Vec::len);
+        let mut codes = vec![0u8; n * nfeat];
+        codes
+            .par_chunks_mut(nfeat.max(1) * 4096)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let first = chunk * 4096;
+                for (i, row) in out.chunks_mut(nfeat.max(1)).enumerate() {
+                    for (f, c) in row.iter_mut().enumerate() {
+                        *c = bin_of(&self.thresholds[f], columns[f][first + i]);
+                    }
+                }
+            });
+        Binned {
+            nfeat,
+            codes,
+            nbins: self.thresholds.iter().map(|t| t.len() + 1).collect(),
+            thresholds: self.thresholds.clone(),
+        }
+    }
+}
+
+/// Binned rows and the bins' edges.
+#[derive(Debug, Clone)]
+pub struct Binned {
+    /// Features per row.
+    pub nfeat: usize,
+    /// `codes[row * nfeat + f]`: the bin of feature `f` in `row`.
+    pub codes: Vec<u8>,
+    /// Bins per feature.
+    pub nbins: Vec<usize>,
+    /// Edges per feature (see [`Bins`]).
+    pub thresholds: Vec<Vec<f64>>,
+}
+
+fn bin_of(thresholds: &[f64], x: f64) -> u8 {
+    thresholds.partition_point(|&t| t < x) as u8
+}
+
+/// Edges (midpoints between neighbouring distinct values) for one sorted feature column.
+fn edges(sorted: &[f64]) -> Vec<f64> {
+    let mut distinct: Vec<(f64, usize)> = Vec::new();
+    for &x in sorted {
+        match distinct.last_mut() {
+            Some((v, n)) if *v == x => *n += 1,
+            _ => distinct.push((x, 1)),
+        }
+    }
+    let mid = |a: f64, b: f64| {
+        let m = a + (b - a) / 2.0;
+        if m < b { m } else { a }
+    };
+    if distinct.len() <= MAX_BINS - 1 {
+        return distinct.windows(2).map(|w| mid(w[0].0, w[1].0)).collect();
+    }
+    // Quantile edges: close a bin once it holds its share of the rows.
+    let per_bin = sorted.len() as f64 / (MAX_BINS - 1) as f64;
+    let mut out = Vec::with_capacity(MAX_BINS - 1);
+    let mut seen = 0usize;
+    for w in distinct.windows(2) {
+        seen += w[0].1;
+        if seen as f64 >= per_bin * (out.len() + 1) as f64 && out.len() < MAX_BINS - 2 {
+            out.push(mid(w[0].0, w[1].0));
+        }
+    }
+    out
+}
+
+/// One node of a fitted tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Node {
+    /// Rows with `x[feature] <= threshold` go to `left`, the others to `right`.
+    Split {
+        /// Feature index.
+        feature: usize,
+        /// Threshold on the raw value.
+        threshold: f64,
+        /// Index of the left child.
+        left: usize,
+        /// Index of the right child.
+        right: usize,
+        /// Gain of the split (impurity decrease, weighted by rows).
+        gain: f64,
+        /// Training rows (weighted) reaching the node.
+        weight: f64,
+    },
+    /// A leaf and its value (a probability for classification trees, a raw score for boosting).
+    Leaf {
+        /// The prediction.
+        value: f64,
+        /// Training rows (weighted) reaching the leaf.
+        weight: f64,
+    },
+}
+
+/// A fitted binary tree; node 0 is the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// The nodes, parents before children.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// The leaf value for one row (`x[f]` = feature `f`).
+    pub fn predict(&self, x: impl Fn(usize) -> f64) -> f64 {
+        let mut i = 0;
+        loop {
+            match &self.nodes[i] {
+                Node::Leaf { value, .. } => return *value,
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    ..
+                } => i = if x(*feature) <= *threshold { *left } else { *right },
+            }
+        }
+    }
+
+    /// Adds each split's gain to its feature's entry.
+    pub fn add_importance(&self, into: &mut [f64]) {
+        for n in &self.nodes {
+            if let Node::Split { feature, gain, .. } = n {
+                into[*feature] += gain;
+            }
+        }
+    }
+
+    /// Depth of the deepest leaf (a lone leaf has depth 0).
+    pub fn depth(&self) -> usize {
+        fn go(t: &Tree, i: usize) -> usize {
+            match &t.nodes[i] {
+                Node::Leaf { .. } => 0,
+                Node::Split { left, right, .. } => 1 + go(t, *left).max(go(t, *right)),
+            }
+        }
+        go(self, 0)
+    }
+}
+
+/// How one tree grows.
+#[derive(Debug, Clone)]
+pub struct GrowParams {
+    /// Maximum depth (root = 0).
+    pub max_depth: usize,
+    /// Minimum weighted rows in a leaf.
+    pub min_leaf: f64,
+    /// L2 regularisation on leaf values (0 for classification trees).
+    pub lambda: f64,
+    /// Features considered at each split (all when `None` or >= the number of features).
+    pub max_features: Option<usize>,
+    /// Minimum gain for a split.
+    pub min_gain: f64,
+}
+
+/// What a leaf predicts from its sums.
+#[derive(Debug, Clone, Copy)]
+pub enum LeafValue {
+    /// `G / H`: the (weighted) positive rate when `g = w·y`, `h = w`.
+    Ratio,
+    /// `−G / (H + λ) × learning rate`: a Newton step for boosting.
+    Newton {
+        /// Shrinkage.
+        learning_rate: f64,
+    },
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    g: f64,
+    h: f64,
+    n: f64,
+}
+
+impl Cell {
+    fn add(&mut self, s: &[f64; 3]) {
+        self.g += s[0];
+        self.h += s[1];
+        self.n += s[2];
+    }
+
+    fn minus(&self, o: &Cell) -> Cell {
+        Cell {
+            g: self.g - o.g,
+            h: self.h - o.h,
+            n: self.n - o.n,
+        }
+    }
+}
+
+/// A node's histogram: `MAX_BINS` cells per feature, feature after feature.
+type Hist = Vec<Cell>;
+
+/// Rows per histogram chunk: chunks are summed on rayon and their partial histograms added in
+/// chunk order, so the sums do not depend on the number of threads.
+const HIST_CHUNK: usize = 16_384;
+
+struct Pending {
+    node: usize,
+    start: usize,
+    end: usize,
+    depth: usize,
+    hist: Hist,
+    sums: Cell,
+}
+
+/// Grows one tree on binned rows. `rows` lists the rows to use; `stats[row]` is the row's
+/// `(g, h, count)` (with bootstrap multiplicity already folded in). Returns the tree and, for each
+/// leaf, its row range in `rows` (reordered so each node's rows are contiguous) and its value, so
+/// a booster can update its predictions without walking the tree.
+pub fn grow(
+    binned: &Binned,
+    rows: &mut [u32],
+    stats: &[[f64; 3]],
+    params: &GrowParams,
+    leaf: LeafValue,
+    rng: &mut ChaCha8Rng,
+) -> (Tree, Vec<(usize, usize, f64)>) {
+    let nfeat = binned.nfeat;
+    let hist = build_hist(binned, rows, stats);
+    let sums = hist[..MAX_BINS].iter().fold(Cell::default(), |mut a, c| {
+        a.add(&[c.g, c.h, c.n]);
+        a
+    });
+    let mut nodes = vec![Node::Leaf {
+        value: 0.0,
+        weight: sums.h,
+    }];
+    let mut leaves = Vec::new();
+    let mut level = vec![Pending {
+        node: 0,
+        start: 0,
+        end: rows.len(),
+        depth: 0,
+        hist,
+        sums,
+    }];
+    let mut scratch: Vec<u32> = Vec::with_capacity(rows.len());
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for p in level {
+            let allowed = feature_subset(nfeat, params.max_features, rng);
+            let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
+                best_split(&p.hist, &binned.nbins, &allowed, p.sums, params)
+            } else {
+                None
+            };
+            let Some((feature, bin, gain, left_sums)) = split else {
+                let value = leaf_value(p.sums, params.lambda, leaf);
+                nodes[p.node] = Node::Leaf {
+                    value,
+                    weight: p.sums.h,
+                };
+                leaves.push((p.start, p.end, value));
+                continue;
+            };
+            // Stable partition of the node's rows: left rows first, both in their old order.
+            let slice = &mut rows[p.start..p.end];
+            scratch.clear();
+            let mut w = 0;
+            for i in 0..slice.len() {
+                let r = slice[i];
+                if binned.codes[r as usize * nfeat + feature] as usize <= bin {
+                    slice[w] = r;
+                    w += 1;
+                } else {
+                    scratch.push(r);
+                }
+            }
+            slice[w..].copy_from_slice(&scratch);
+            let mid = p.start + w;
+            let right_sums = p.sums.minus(&left_sums);
+            // Histogram of the smaller child from its rows, the other by subtraction.
+            let (lh, rh) = if w <= slice.len() - w {
+                let small = build_hist(binned, &rows[p.start..mid], stats);
+                let big = subtract(&p.hist, &small);
+                (small, big)
+            } else {
+                let small = build_hist(binned, &rows[mid..p.end], stats);
+                let big = subtract(&p.hist, &small);
+                (big, small)
+            };
+            let l = nodes.len();
+            nodes.push(Node::Leaf {
+                value: 0.0,
+                weight: left_sums.h,
+            });
+            nodes.push(Node::Leaf {
+                value: 0.0,
+                weight: right_sums.h,
+            });
+            nodes[p.node] = Node::Split {
+                feature,
+                threshold: binned.thresholds[feature][bin],
+                left: l,
+                right: l + 1,
+                gain,
+                weight: p.sums.h,
+            };
+            next.push(Pending {
+                node: l,
+                start: p.start,
+                end: mid,
+                depth: p.depth + 1,
+                hist: lh,
+                sums: left_sums,
+            });
+            next.push(Pending {
+                node: l + 1,
+                start: mid,
+                end: p.end,
+                depth: p.depth + 1,
+                hist: rh,
+                sums: right_sums,
+            });
+        }
+        level = next;
+    }
+    (Tree { nodes }, leaves)
+}
+
+fn feature_subset(nfeat: usize, max_features: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    match max_features {
+        Some(k) if k < nfeat => {
+            let mut v = sample(rng, nfeat, k).into_vec();
+            v.sort_unstable();
+            v
+        }
+        _ => (0..nfeat).collect(),
+    }
+}
+
+fn leaf_value(s: Cell, lambda: f64, leaf: LeafValue) -> f64 {
+    match leaf {
+        LeafValue::Ratio => {
+            if s.h > 0.0 {
+                s.g / s.h
+            } else {
+                0.0
+            }
+        }
+        LeafValue::Newton { learning_rate } => -s.g / (s.h + lambda) * learning_rate,
+    }
+}
+
+fn hist_of(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
+    let nfeat = binned.nfeat;
+    let mut hist = vec![Cell::default(); nfeat * MAX_BINS];
+    for &r in rows {
+        let r = r as usize;
+        let st = &stats[r];
+        let codes = &binned.codes[r * nfeat..(r + 1) * nfeat];
+        for (f, &c) in codes.iter().enumerate() {
+            hist[f * MAX_BINS + c as usize].add(st);
+        }
+    }
+    hist
+}
+
+fn build_hist(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
+    if rows.len() <= HIST_CHUNK {
+        return hist_of(binned, rows, stats);
+    }
+    let parts: Vec<Hist> = rows
+        .par_chunks(HIST_CHUNK)
+        .map(|c| hist_of(binned, c, stats))
+        .collect();
+    let mut it = parts.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for p in it {
+        for (a, c) in acc.iter_mut().zip(&p) {
+            a.add(&[c.g, c.h, c.n]);
+        }
+    }
+    acc
+}
+
+fn subtract(parent: &Hist, child: &Hist) -> Hist {
+    parent.iter().zip(child).map(|(a, b)| a.minus(b)).collect()
+}
+
+/// The best `(feature, bin, gain, left sums)` among `allowed` features, if any split gains.
+fn best_split(
+    hist: &Hist,
+    nbins: &[usize],
+    allowed: &[usize],
+    sums: Cell,
+    params: &GrowParams,
+) -> Option<(usize, usize, f64, Cell)> {
+    let score = |c: &Cell| {
+        let d = c.h + params.lambda;
+        if d > 0.0 { c.g * c.g / d } else { 0.0 }
+    };
+    let parent = score(&sums);
+    let mut best: Option<(usize, usize, f64, Cell)> = None;
+    for &f in allowed {
+        let cells = &hist[f * MAX_BINS..f * MAX_BINS + nbins[f]];
+        let mut left = Cell::default();
+        for (b, c) in cells.iter().enumerate().take(cells.len().saturating_sub(1)) {
+            left.add(&[c.g, c.h, c.n]);
+            let right = sums.minus(&left);
+            if left.n < params.min_leaf || right.n < params.min_leaf {
+                continue;
+            }
+            if left.h <= 0.0 || right.h <= 0.0 {
+                continue;
+            }
+            let gain = score(&left) + score(&right) - parent;
+            if gain > params.min_gain && best.as_ref().is_none_or(|b| gain > b.2) {
+                best = Some((f, b, gain, left));
+            }
+        }
+    }
+    best
+}
+
+/// A seeded generator for tree `i` of a model trained with `seed`: independent streams per tree,
+/// so trees can be grown in parallel and still be the same every time.
+pub fn tree_rng(seed: u64, i: u64) -> ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(i);
+    rng
+}
+
+/// Bootstrap multiplicities: `n` draws with replacement among `n` rows.
+pub fn bootstrap(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let mut counts = vec![0u32; n];
+    for _ in 0..n {
+        counts[rng.random_range(0..n)] += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grow_simple(x: Vec<Vec<f64>>, y: &[f64], depth: usize) -> Tree {
+        let n = y.len();
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let binned = Bins::fit(&x, &rows).apply(&x);
+        let stats: Vec<[f64; 3]> = y.iter().map(|&y| [y, 1.0, 1.0]).collect();
+        let mut rows = rows;
+        let params = GrowParams {
+            max_depth: depth,
+            min_leaf: 1.0,
+            lambda: 0.0,
+            max_features: None,
+            min_gain: 1e-12,
+        };
+        grow(
+            &binned,
+            &mut rows,
+            &stats,
+            &params,
+            LeafValue::Ratio,
+            &mut tree_rng(0, 0),
+        )
+        .0
+    }
+
+    #[test]
+    fn edges_split_between_distinct_values() {
+        assert_eq!(edges(&[1.0, 1.0, 2.0, 4.0]), vec![1.5, 3.0]);
+        assert!(edges(&[5.0, 5.0]).is_empty());
+        let many: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let e = edges(&many);
+        assert!(e.len() <= MAX_BINS - 1 && e.len() > 200, "{}", e.len());
+        assert!(e.windows(2).all(|w| w[0] < w[1]));
+        // bin <= b exactly when x <= threshold b
+        for (b, t) in e.iter().enumerate() {
+            assert!(bin_of(&e, *t) as usize <= b);
+            assert!(bin_of(&e, t + 0.5) as usize > b);
+        }
+    }
+
+    #[test]
+    fn a_separable_feature_is_found_and_leaves_hold_rates() {
+        // Feature 1 separates the label at 10; feature 0 is noise.
+        let x0 = vec![3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+        let x1 = vec![1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0];
+        let y = vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        let t = grow_simple(vec![x0, x1], &y, 3);
+        match &t.nodes[0] {
+            Node::Split {
+                feature, threshold, ..
+            } => {
+                assert_eq!(*feature, 1);
+                assert_eq!(*threshold, 7.5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.depth(), 1);
+        assert_eq!(t.predict(|f| [0.0, 7.0][f]), 0.0);
+        assert_eq!(t.predict(|f| [0.0, 8.0][f]), 1.0);
+    }
+
+    #[test]
+    fn gini_gain_matches_hand_computation() {
+        // x: 1 2 3 4, y: 0 0 1 0. Best split x <= 2.5: parent G=1,H=4 -> 1/4; left 0/2 -> 0;
+        // right 1/2 -> 1/2; gain = 0.25 (= weighted Gini decrease / 2).
+        let t = grow_simple(vec![vec![1.0, 2.0, 3.0, 4.0]], &[0.0, 0.0, 1.0, 0.0], 1);
+        match &t.nodes[0] {
+            Node::Split {
+                threshold, gain, ..
+            } => {
+                assert_eq!(*threshold, 2.5);
+                assert!((gain - 0.25).abs() < 1e-12);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.predict(|_| 3.0), 0.5);
+    }
+
+    #[test]
+    fn depth_zero_is_the_base_rate() {
+        let t = grow_simple(vec![vec![1.0, 2.0, 3.0, 4.0]], &[0.0, 1.0, 1.0, 1.0], 0);
+        assert_eq!(t.nodes, vec![Node::Leaf {
+            value: 0.75,
+            weight: 4.0
+        }]);
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        assert_eq!(
+            bootstrap(100, &mut tree_rng(7, 3)),
+            bootstrap(100, &mut tree_rng(7, 3))
+        );
+        assert_ne!(
+            bootstrap(100, &mut tree_rng(7, 3)),
+            bootstrap(100, &mut tree_rng(7, 4))
+        );
+        assert_eq!(bootstrap(100, &mut tree_rng(1, 1)).iter().sum::<u32>(), 100);
+    }
+}

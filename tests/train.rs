@@ -1,0 +1,254 @@
+//! Training on pinned snapshots, reproduction, scoring and PMML export, on generated data.
+
+mod common;
+
+use std::path::Path;
+
+use berserkr::Lakehouse;
+use berserkr::ml::{At, ModelKind, Params, Split};
+use berserkr::ops::gold::Cutoffs;
+use common::{berserkr, lake, query, repo, run_python, version, write_drop};
+
+/// A lake with 40,000 generated rows through bronze, silver and gold (monthly cutoffs).
+async fn gold_lake(dir: &Path) -> Lakehouse {
+    let csv = dir.join("gen.csv");
+    run_python(&[
+        repo()
+            .join("tests/tools/peers/gen_online_retail.py")
+            .as_os_str(),
+        "40000".as_ref(),
+        csv.as_os_str(),
+        "--seed".as_ref(),
+        "11".as_ref(),
+    ]);
+    let drops = dir.join("drops");
+    std::fs::create_dir_all(&drops).unwrap();
+    write_drop(&drops, "gen.csv.lzo", &std::fs::read(&csv).unwrap());
+    let lake = lake(dir).await;
+    lake.append([drops.to_str().unwrap()]).await.unwrap();
+    lake.refresh_silver().await.unwrap();
+    lake.refresh_gold(Cutoffs::Monthly).await.unwrap();
+    lake
+}
+
+fn small(kind: ModelKind) -> Params {
+    let mut p = Params::defaults(kind);
+    p.trees = p.trees.min(12);
+    p.max_depth = p.max_depth.min(5);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = gold_lake(dir.path()).await;
+    let v = version(&lake, "gold.customer_item_features").await;
+
+    let first = lake
+        .train()
+        .with_at(At::Version(v))
+        .with_out(dir.path().join("m1"))
+        .await
+        .unwrap();
+    let m = &first.manifest;
+    assert_eq!(m.snapshot.version, v);
+    assert_eq!(m.features.len(), 13);
+    assert!(m.cutoffs.len() >= 6, "{:?}", m.cutoffs);
+    // Several cutoffs: time-based split, evaluated on the latest, no overlapping label window.
+    match &m.split {
+        Split::Time {
+            train_cutoffs,
+            eval_cutoff,
+            skipped_cutoffs,
+        } => {
+            assert_eq!(eval_cutoff, m.cutoffs.last().unwrap());
+            assert!(!train_cutoffs.is_empty() && !skipped_cutoffs.is_empty());
+            assert!(train_cutoffs.iter().all(|c| c < eval_cutoff));
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = &m.evaluation;
+    assert!(e.model.roc_auc > 0.6 && e.model.roc_auc <= 1.0, "{e:?}");
+    assert!(e.model.log_loss.unwrap() > 0.0 && e.popularity.log_loss.is_none());
+    for f in [
+        "model.json",
+        "manifest.json",
+        "report.html",
+        "roc.svg",
+        "precision_at_k.svg",
+        "importance.svg",
+    ] {
+        assert!(dir.path().join("m1").join(f).is_file(), "{f}");
+    }
+    let model1 = std::fs::read(dir.path().join("m1/model.json")).unwrap();
+
+    // Move the table on: another cutoff (a new version), then train on the old version again.
+    lake.refresh_gold(Cutoffs::Latest).await.unwrap();
+    assert!(version(&lake, "gold.customer_item_features").await > v);
+    let again = lake
+        .train()
+        .with_at(At::Version(v))
+        .with_out(dir.path().join("m2"))
+        .await
+        .unwrap();
+    assert_eq!(again.manifest.snapshot, m.snapshot);
+    assert_eq!(
+        std::fs::read(dir.path().join("m2/model.json")).unwrap(),
+        model1,
+        "same version, same bytes"
+    );
+    assert_eq!(again.manifest.evaluation, m.evaluation);
+    let latest = lake
+        .train()
+        .with_out(dir.path().join("m3"))
+        .await
+        .unwrap();
+    assert!(latest.manifest.snapshot.version > v);
+    assert_ne!(latest.manifest.snapshot.files_sha256, m.snapshot.files_sha256);
+
+    // --reproduce from the manifest: same snapshot, model bytes and metrics.
+    let out = berserkr()
+        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
+        .arg("--reproduce")
+        .arg(dir.path().join("m1/manifest.json"))
+        .arg("--out")
+        .arg(dir.path().join("m4"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("reproduced"), "{stdout}");
+    assert_eq!(std::fs::read(dir.path().join("m4/model.json")).unwrap(), model1);
+
+    // A manifest whose model does not match what its snapshot gives is reported, exit 1.
+    let text = std::fs::read_to_string(dir.path().join("m1/manifest.json")).unwrap();
+    let tampered = text.replace(&m.model_sha256, &"0".repeat(64));
+    std::fs::write(dir.path().join("tampered.json"), tampered).unwrap();
+    let out = berserkr()
+        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
+        .arg("--reproduce")
+        .arg(dir.path().join("tampered.json"))
+        .arg("--out")
+        .arg(dir.path().join("m5"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not reproduced: model differs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The snapshot is pinned in the lake for table care.
+    let pins = berserkr::ml::pins(&lake).await.unwrap();
+    assert!(pins.iter().any(|p| p.model_id == m.model_id && p.version == v));
+
+    // A version that does not exist is a clear error, exit 2.
+    let out = berserkr()
+        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
+        .args(["--version", "999", "--out"])
+        .arg(dir.path().join("m6"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no version 999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_learner_trains_scores_and_exports_pmml_that_jpmml_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = gold_lake(dir.path()).await;
+    for kind in [
+        ModelKind::DecisionTree,
+        ModelKind::RandomForest,
+        ModelKind::GradientBoosting,
+    ] {
+        let out = dir.path().join(kind.name());
+        let r = lake
+            .train()
+            .with_params(small(kind))
+            .with_out(&out)
+            .await
+            .unwrap();
+        assert!(r.manifest.evaluation.model.roc_auc > 0.6, "{kind:?}");
+
+        // Batch scores: one row per pair of the latest cutoff, ranked per customer.
+        let s = lake.score(&out).await.unwrap();
+        assert!(s.version.is_some() && s.rows > 1000, "{s:?}");
+        assert_eq!(&s.cutoff, r.manifest.cutoffs.last().unwrap());
+        let again = lake.score(&out).await.unwrap();
+        assert_eq!(again.version, None, "same model, same source version: no-op");
+        let counts = query(
+            &lake,
+            "gold.purchase_scores",
+            &format!(
+                "SELECT count(*) AS n, count(DISTINCT CustomerID) AS c, sum(CASE WHEN rank = 1 THEN 1 ELSE 0 END) AS firsts, \
+                 min(score) >= 0 AND max(score) <= 1 AS probs FROM t WHERE model_id = '{}'",
+                s.model_id
+            ),
+        )
+        .await;
+        let expect = format!("| {} | {} | {} | true  |", s.rows, s.customers, s.customers);
+        assert!(counts.contains(&expect), "{counts}\n{expect}");
+        let top = lake.score(&out).top_for_customer(0, 3).await;
+        assert!(top.unwrap().is_empty(), "no customer 0");
+
+        // PMML: JPMML's evaluator gives the same probabilities on the scored rows.
+        let pmml = dir.path().join(format!("{}.pmml", kind.name()));
+        let st = berserkr()
+            .args(["model", "export", "--model"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&pmml)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let sample = query(
+            &lake,
+            "gold.customer_item_features",
+            &format!(
+                "SELECT * FROM t WHERE cutoff = '{}' ORDER BY CustomerID, StockCode LIMIT 300",
+                s.cutoff
+            ),
+        )
+        .await;
+        assert!(sample.lines().count() > 300);
+        let res = run_python(&[
+            repo().join("tests/tools/pmml_check.py").as_os_str(),
+            pmml.as_os_str(),
+            dir.path().join("lake").as_os_str(),
+            s.model_id.as_ref(),
+            s.cutoff.as_ref(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&res).unwrap();
+        assert_eq!(v["rows"].as_u64(), Some(300), "{res}");
+        assert!(
+            v["max_abs_diff"].as_f64().unwrap() < 1e-9,
+            "{kind:?}: JPMML disagrees: {res}"
+        );
+    }
+    // One customer's top items, from the CLI.
+    let cust = query(
+        &lake,
+        "gold.purchase_scores",
+        "SELECT CustomerID FROM t ORDER BY CustomerID LIMIT 1",
+    )
+    .await;
+    let cust: String = cust
+        .lines()
+        .nth(3)
+        .unwrap()
+        .trim_matches(|c| c == '|' || c == ' ')
+        .to_string();
+    let out = berserkr()
+        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "score"])
+        .arg("--model")
+        .arg(dir.path().join("decision-tree"))
+        .args(["--customer", &cust, "--top", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("rank  StockCode"), "{stdout}");
+    assert!(stdout.lines().count() >= 2 && stdout.lines().count() <= 4, "{stdout}");
+}
