@@ -215,7 +215,11 @@ pub async fn train(location: &str, args: TrainArgs) -> anyhow::Result<u8> {
     }
     if let Some(t) = args.trees {
         anyhow::ensure!(t > 0, "--trees must be at least 1");
-        params.trees = if kind == ModelKind::DecisionTree { 1 } else { t };
+        params.trees = if kind == ModelKind::DecisionTree {
+            1
+        } else {
+            t
+        };
     }
     if let Some(m) = args.min_leaf {
         params.min_leaf = m.max(1);
@@ -306,8 +310,7 @@ pub async fn model(cmd: ModelCommand) -> anyhow::Result<u8> {
                 ),
             );
             let out = out.unwrap_or_else(|| model.join("model.pmml"));
-            std::fs::write(&out, xml)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            std::fs::write(&out, xml).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             println!("wrote {}", out.display());
             Ok(EXIT_OK)
         }

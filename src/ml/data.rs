@@ -172,7 +172,9 @@ async fn commit_timestamp(table: &DeltaTable, id: &TableId, version: u64) -> Res
             .ok()
             .and_then(|s| s.version_timestamp(version))
             .ok_or_else(|| {
-                Error::Usage(format!("{id} version {version}: no commit timestamp in its log"))
+                Error::Usage(format!(
+                    "{id} version {version}: no commit timestamp in its log"
+                ))
             }),
     }
 }
@@ -234,7 +236,8 @@ fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
         let context = format!("{context} of {id}");
         move |source| Error::Arrow { context, source }
     };
-    let null = |col: &str| Error::Usage(format!("{id}: column {col} holds a null; features cannot"));
+    let null =
+        |col: &str| Error::Usage(format!("{id}: column {col} holds a null; features cannot"));
     for b in batches {
         let strings = |i: usize| -> Result<StringArray> {
             let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
@@ -253,8 +256,10 @@ fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
         if cut.null_count() + item.null_count() + cust.null_count() > 0 {
             return Err(null("cutoff/CustomerID/StockCode"));
         }
-        f.cutoff.extend(cut.iter().map(|s| s.unwrap_or_default().to_string()));
-        f.item.extend(item.iter().map(|s| s.unwrap_or_default().to_string()));
+        f.cutoff
+            .extend(cut.iter().map(|s| s.unwrap_or_default().to_string()));
+        f.item
+            .extend(item.iter().map(|s| s.unwrap_or_default().to_string()));
         f.customer.extend_from_slice(cust.values());
         for (j, name) in FEATURES.iter().enumerate() {
             let c = cast(b.column(3 + j), &DataType::Float64).map_err(arrow(name))?;

@@ -42,10 +42,23 @@ pub struct Ranked<'a> {
 
 impl Metrics {
     /// All metrics of `scores` against `labels`; `probabilities` says whether log loss applies.
-    pub fn compute(scores: &[f64], labels: &[u8], ranked: &Ranked<'_>, probabilities: bool) -> Self {
+    pub fn compute(
+        scores: &[f64],
+        labels: &[u8],
+        ranked: &Ranked<'_>,
+        probabilities: bool,
+    ) -> Self {
         let at = at_ks(scores, labels, ranked, &KS);
-        let precision_at = KS.iter().zip(&at).map(|(k, a)| (k.to_string(), a.0)).collect();
-        let recall_at = KS.iter().zip(&at).map(|(k, a)| (k.to_string(), a.1)).collect();
+        let precision_at = KS
+            .iter()
+            .zip(&at)
+            .map(|(k, a)| (k.to_string(), a.0))
+            .collect();
+        let recall_at = KS
+            .iter()
+            .zip(&at)
+            .map(|(k, a)| (k.to_string(), a.1))
+            .collect();
         Self {
             roc_auc: roc_auc(scores, labels),
             pr_auc: average_precision(scores, labels),
@@ -167,7 +180,13 @@ pub fn at_ks(scores: &[f64], labels: &[u8], ranked: &Ranked<'_>, ks: &[usize]) -
         n += 1;
     }
     sums.into_iter()
-        .map(|(p, r)| if n == 0 { (0.0, 0.0) } else { (p / n as f64, r / n as f64) })
+        .map(|(p, r)| {
+            if n == 0 {
+                (0.0, 0.0)
+            } else {
+                (p / n as f64, r / n as f64)
+            }
+        })
         .collect()
 }
 
@@ -234,10 +253,15 @@ mod tests {
         close(p10, (2.0 / 10.0 + 1.0 / 10.0) / 2.0);
         close(r10, 1.0);
         // Ties are broken by item code: equal scores rank a before b.
-        let (p1, _) = at_k(&[1.0, 1.0], &[0, 1], &Ranked {
-            group: &[1, 1],
-            item: &item[..2],
-        }, 1);
+        let (p1, _) = at_k(
+            &[1.0, 1.0],
+            &[0, 1],
+            &Ranked {
+                group: &[1, 1],
+                item: &item[..2],
+            },
+            1,
+        );
         close(p1, 0.0);
     }
 }

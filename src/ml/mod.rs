@@ -257,12 +257,12 @@ fn split_rows(frame: &FeatureFrame, window_days: i64, seed: u64) -> (Vec<u32>, V
     if cutoffs.len() > 1 {
         let eval = cutoffs.last().expect("several").clone();
         let eval_at = parse(&eval);
-        let (train, skipped): (Vec<String>, Vec<String>) =
-            cutoffs[..cutoffs.len() - 1].iter().cloned().partition(|c| {
-                match (parse(c), eval_at) {
-                    (Some(c), Some(e)) => c + Duration::days(window_days) <= e,
-                    _ => false,
-                }
+        let (train, skipped): (Vec<String>, Vec<String>) = cutoffs[..cutoffs.len() - 1]
+            .iter()
+            .cloned()
+            .partition(|c| match (parse(c), eval_at) {
+                (Some(c), Some(e)) => c + Duration::days(window_days) <= e,
+                _ => false,
             });
         if !train.is_empty() {
             let mut tr = Vec::new();
@@ -345,7 +345,10 @@ fn eval_set(frame: &FeatureFrame, rows: &[u32]) -> EvalSet {
             .collect(),
         labels: rows.iter().map(|&r| frame.label[r as usize]).collect(),
         group,
-        item: rows.iter().map(|&r| frame.item[r as usize].clone()).collect(),
+        item: rows
+            .iter()
+            .map(|&r| frame.item[r as usize].clone())
+            .collect(),
     }
 }
 
@@ -651,9 +654,7 @@ pub async fn pins(lake: &Lakehouse) -> Result<Vec<Pin>> {
     use futures::TryStreamExt;
     let store = lake.root_store()?;
     let prefix = ObjectPath::from(PINS_PREFIX);
-    let err = |location: String| {
-        move |source| Error::ObjectStore { location, source }
-    };
+    let err = |location: String| move |source| Error::ObjectStore { location, source };
     let metas: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
@@ -754,8 +755,13 @@ impl Lakehouse {
                 new.model_sha256, original.model_sha256
             ));
         }
-        if new.evaluation != original.evaluation {
-            differences.push("metrics differ".to_string());
+        let as_json = |e: &Evaluation| serde_json::to_value(e).unwrap_or_default();
+        if !same_numbers(&as_json(&new.evaluation), &as_json(&original.evaluation)) {
+            differences.push(format!(
+                "metrics differ: {} now, {} in the manifest",
+                serde_json::to_string(&new.evaluation).unwrap_or_default(),
+                serde_json::to_string(&original.evaluation).unwrap_or_default()
+            ));
         }
         Ok(Reproduction {
             original,
@@ -765,9 +771,45 @@ impl Lakehouse {
     }
 }
 
+/// Equal JSON, numbers within 1e-12 relative: a manifest's metrics went through serde_json's
+/// float parser, which may be an ulp off.
+fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as V;
+    match (a, b) {
+        (V::Number(x), V::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1e-300),
+            _ => x == y,
+        },
+        (V::Array(x), V::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y))
+        }
+        (V::Object(x), V::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_compare_to_an_ulp() {
+        let a = serde_json::json!({"auc": 0.1 + 0.2, "k": [1, 2]});
+        let b = serde_json::json!({"auc": 0.3, "k": [1, 2]});
+        assert!(same_numbers(&a, &b));
+        assert!(!same_numbers(
+            &a,
+            &serde_json::json!({"auc": 0.3001, "k": [1, 2]})
+        ));
+        assert!(!same_numbers(
+            &a,
+            &serde_json::json!({"auc": 0.3, "k": [1]})
+        ));
+    }
 
     fn frame(cutoffs: &[&str], per: usize) -> FeatureFrame {
         let mut f = FeatureFrame {
@@ -825,7 +867,9 @@ mod tests {
         // Cutoffs too close for a clean time split fall back, and say why.
         let f = frame(&["2011-08-01 00:00:00", "2011-09-01 00:00:00"], 10);
         match split_rows(&f, 90, 0).2 {
-            Split::Stratified { reason, .. } => assert!(reason.contains("label window"), "{reason}"),
+            Split::Stratified { reason, .. } => {
+                assert!(reason.contains("label window"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -110,6 +110,7 @@ pub struct Model {
     /// Feature names, in the order trees index them.
     pub features: Vec<String>,
     /// Boosting: the initial log-odds; otherwise 0.
+    #[serde(deserialize_with = "super::tree::exact_f64")]
     pub base_score: f64,
     /// The trees.
     pub trees: Vec<Tree>,

@@ -4,8 +4,9 @@
 //! - random forest: a `MiningModel` averaging its trees' probabilities (`multipleModelMethod =
 //!   "average"`);
 //! - gradient boosting: a model chain, as JPMML writes XGBoost models: a regression `MiningModel`
-//!   summing the trees (the base log-odds as its `rescaleConstant`), then a `RegressionModel` with
-//!   `normalizationMethod = "logit"` turning the sum into probabilities.
+//!   summing the trees, then a `RegressionModel` with `normalizationMethod = "logit"` adding the
+//!   base log-odds (its intercept) and turning the sum into probabilities. JPMML reads the
+//!   probability output from the chain's last model, so the `Output` sits there.
 //!
 //! Thresholds and probabilities are written with Rust's shortest round-trip formatting, so the
 //! evaluator compares against the very `f64` the model holds.
@@ -57,10 +58,7 @@ pub fn to_pmml(model: &Model, target: &str, description: &str) -> String {
             let _ = writeln!(s, " <MiningModel functionName=\"classification\">");
             mining_schema(&mut s, model, Some(target), 2);
             output(&mut s, 2);
-            let _ = writeln!(
-                s,
-                "  <Segmentation multipleModelMethod=\"average\">"
-            );
+            let _ = writeln!(s, "  <Segmentation multipleModelMethod=\"average\">");
             for (i, t) in model.trees.iter().enumerate() {
                 let _ = writeln!(s, "   <Segment id=\"{}\">\n    <True/>", i + 1);
                 tree_model(&mut s, model, t, target, 4, false);
@@ -208,7 +206,6 @@ fn node(
 fn boosted(s: &mut String, model: &Model, target: &str) {
     let _ = writeln!(s, " <MiningModel functionName=\"classification\">");
     mining_schema(s, model, Some(target), 2);
-    output(s, 2);
     let _ = writeln!(
         s,
         "  <Segmentation multipleModelMethod=\"modelChain\">\n   <Segment id=\"1\">\n    <True/>\n    <MiningModel functionName=\"regression\">"
@@ -216,8 +213,7 @@ fn boosted(s: &mut String, model: &Model, target: &str) {
     mining_schema(s, model, None, 5);
     let _ = writeln!(
         s,
-        "     <Output>\n      <OutputField name=\"log_odds\" optype=\"continuous\" dataType=\"double\" feature=\"predictedValue\" isFinalResult=\"false\"/>\n     </Output>\n     <Targets>\n      <Target rescaleConstant=\"{}\"/>\n     </Targets>\n     <Segmentation multipleModelMethod=\"sum\">",
-        model.base_score
+        "     <Output>\n      <OutputField name=\"log_odds\" optype=\"continuous\" dataType=\"double\" feature=\"predictedValue\" isFinalResult=\"false\"/>\n     </Output>\n     <Segmentation multipleModelMethod=\"sum\">"
     );
     for (i, t) in model.trees.iter().enumerate() {
         let _ = writeln!(
@@ -231,8 +227,9 @@ fn boosted(s: &mut String, model: &Model, target: &str) {
     }
     let _ = writeln!(
         s,
-        "     </Segmentation>\n    </MiningModel>\n   </Segment>\n   <Segment id=\"2\">\n    <True/>\n    <RegressionModel functionName=\"classification\" normalizationMethod=\"logit\">\n     <MiningSchema>\n      <MiningField name=\"{}\" usageType=\"target\"/>\n      <MiningField name=\"log_odds\"/>\n     </MiningSchema>\n     <RegressionTable intercept=\"0\" targetCategory=\"1\">\n      <NumericPredictor name=\"log_odds\" coefficient=\"1\"/>\n     </RegressionTable>\n     <RegressionTable intercept=\"0\" targetCategory=\"0\"/>\n    </RegressionModel>\n   </Segment>\n  </Segmentation>\n </MiningModel>",
-        esc(target)
+        "     </Segmentation>\n    </MiningModel>\n   </Segment>\n   <Segment id=\"2\">\n    <True/>\n    <RegressionModel functionName=\"classification\" normalizationMethod=\"logit\">\n     <MiningSchema>\n      <MiningField name=\"{}\" usageType=\"target\"/>\n      <MiningField name=\"log_odds\"/>\n     </MiningSchema>\n     <Output>\n      <OutputField name=\"{PROBABILITY_FIELD}\" optype=\"continuous\" dataType=\"double\" feature=\"probability\" value=\"1\"/>\n     </Output>\n     <RegressionTable intercept=\"{}\" targetCategory=\"1\">\n      <NumericPredictor name=\"log_odds\" coefficient=\"1\"/>\n     </RegressionTable>\n     <RegressionTable intercept=\"0\" targetCategory=\"0\"/>\n    </RegressionModel>\n   </Segment>\n  </Segmentation>\n </MiningModel>",
+        esc(target),
+        model.base_score
     );
 }
 
@@ -268,9 +265,13 @@ mod tests {
             }],
         };
         let x = to_pmml(&model, "label", "test");
-        assert!(x.contains("<SimplePredicate field=\"a&lt;b\" operator=\"lessOrEqual\" value=\"0.1\"/>"));
+        assert!(x.contains(
+            "<SimplePredicate field=\"a&lt;b\" operator=\"lessOrEqual\" value=\"0.1\"/>"
+        ));
         assert!(x.contains("operator=\"greaterThan\" value=\"0.1\""));
-        assert!(x.contains("<ScoreDistribution value=\"1\" recordCount=\"1\" probability=\"0.25\"/>"));
+        assert!(
+            x.contains("<ScoreDistribution value=\"1\" recordCount=\"1\" probability=\"0.25\"/>")
+        );
         assert_eq!(x.matches("<Node ").count(), 3);
         assert_eq!(x.matches("</Node>").count(), 3);
     }

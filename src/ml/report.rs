@@ -153,7 +153,11 @@ fn tick(v: f64) -> String {
 pub fn bar_chart(title: &str, x_label: &str, bars: &[(String, f64)]) -> String {
     let mut bars = bars.to_vec();
     bars.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let max = bars
+        .iter()
+        .map(|b| b.1)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
     let left = 150.0;
     let pw = W - left - 60.0;
     let row = ((H - TOP - BOTTOM) / bars.len().max(1) as f64).min(28.0);
@@ -217,9 +221,12 @@ mod tests {
         );
         assert!(s.starts_with("<svg") && s.ends_with("</svg>\n"));
         assert!(s.contains("ROC &lt;test&gt;") && s.contains("a &amp; b"));
-        assert!(s.contains("points=\"64.00,364.00 267.00,109.60 470.00,40.00\""));
+        assert!(s.contains("points=\"64.00,364.00 267.00,104.80 470.00,40.00\""));
         let b = bar_chart("imp", "gain", &[("x".into(), 0.25), ("y".into(), 0.75)]);
-        assert!(b.find(">y<").unwrap() < b.find(">x<").unwrap(), "largest first");
+        assert!(
+            b.find(">y<").unwrap() < b.find(">x<").unwrap(),
+            "largest first"
+        );
         assert_eq!(thin(&[(0.0, 0.0); 10], 3).len(), 3);
     }
 }

@@ -179,11 +179,7 @@ impl ScoreBuilder {
         if done {
             return Ok(report);
         }
-        let schema = self
-            .lake
-            .catalog()
-            .table(&scores_id)?
-            .arrow_schema();
+        let schema = self.lake.catalog().table(&scores_id)?.arrow_schema();
         let n = s.frame.len();
         let batch = RecordBatch::try_new(
             schema,
@@ -192,7 +188,9 @@ impl ScoreBuilder {
                 Arc::new(Int64Array::from(s.frame.customer.clone())),
                 Arc::new(StringArray::from_iter_values(s.frame.item.iter())),
                 Arc::new(Float64Array::from(s.scores.clone())),
-                Arc::new(Int32Array::from_iter_values(s.ranks.iter().map(|&r| r as i32))),
+                Arc::new(Int32Array::from_iter_values(
+                    s.ranks.iter().map(|&r| r as i32),
+                )),
                 Arc::new(StringArray::from(vec![s.cutoff.as_str(); n])),
                 Arc::new(StringArray::from(vec![s.source_table.to_string(); n])),
                 Arc::new(Int64Array::from(vec![s.source_version as i64; n])),
@@ -267,12 +265,13 @@ fn columns_for(model: &Model, frame: &FeatureFrame, id: &TableId) -> Result<Vec<
 
 /// Rank of each row among its customer's rows (score descending, then item code).
 fn rank(frame: &FeatureFrame, scores: &[f64]) -> Vec<u32> {
-    let mut ranks = vec![0u32; frame.len()];
+    let n = frame.customer.len();
+    let mut ranks = vec![0u32; n];
     let mut start = 0;
     // Rows come ordered by (cutoff, customer, item): each customer's rows are contiguous.
-    while start < frame.len() {
+    while start < n {
         let mut end = start;
-        while end < frame.len() && frame.customer[end] == frame.customer[start] {
+        while end < n && frame.customer[end] == frame.customer[start] {
             end += 1;
         }
         let mut idx: Vec<usize> = (start..end).collect();
@@ -298,9 +297,15 @@ mod tests {
         let frame = FeatureFrame {
             cutoff: vec!["c".into(); 5],
             customer: vec![1, 1, 1, 2, 2],
-            item: ["b", "a", "c", "x", "y"].iter().map(|s| s.to_string()).collect(),
+            item: ["b", "a", "c", "x", "y"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             ..Default::default()
         };
-        assert_eq!(rank(&frame, &[0.5, 0.5, 0.9, 0.1, 0.2]), vec![3, 2, 1, 2, 1]);
+        assert_eq!(
+            rank(&frame, &[0.5, 0.5, 0.9, 0.1, 0.2]),
+            vec![3, 2, 1, 2, 1]
+        );
     }
 }

@@ -116,32 +116,45 @@ fn edges(sorted: &[f64]) -> Vec<f64> {
     out
 }
 
-/// One node of a fitted tree.
+/// One node of a fitted tree. Floats are read back exactly (see [`exact_f64`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Node {
     /// Rows with `x[feature] <= threshold` go to `left`, the others to `right`.
     Split {
         /// Feature index.
         feature: usize,
         /// Threshold on the raw value.
+        #[serde(deserialize_with = "exact_f64")]
         threshold: f64,
         /// Index of the left child.
         left: usize,
         /// Index of the right child.
         right: usize,
         /// Gain of the split (impurity decrease, weighted by rows).
+        #[serde(deserialize_with = "exact_f64")]
         gain: f64,
         /// Training rows (weighted) reaching the node.
+        #[serde(deserialize_with = "exact_f64")]
         weight: f64,
     },
     /// A leaf and its value (a probability for classification trees, a raw score for boosting).
     Leaf {
         /// The prediction.
+        #[serde(deserialize_with = "exact_f64")]
         value: f64,
         /// Training rows (weighted) reaching the leaf.
+        #[serde(deserialize_with = "exact_f64")]
         weight: f64,
     },
+}
+
+/// Reads a JSON number exactly: serde_json's default float parser may miss the nearest `f64` by
+/// an ulp, so a saved model would not predict exactly what it predicted before it was saved.
+/// The number's text is parsed by the standard library, which rounds correctly.
+pub fn exact_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+    raw.get().parse().map_err(serde::de::Error::custom)
 }
 
 /// A fitted binary tree; node 0 is the root.
@@ -164,7 +177,13 @@ impl Tree {
                     left,
                     right,
                     ..
-                } => i = if x(*feature) <= *threshold { *left } else { *right },
+                } => {
+                    i = if x(*feature) <= *threshold {
+                        *left
+                    } else {
+                        *right
+                    }
+                }
             }
         }
     }
@@ -568,10 +587,13 @@ mod tests {
     #[test]
     fn depth_zero_is_the_base_rate() {
         let t = grow_simple(vec![vec![1.0, 2.0, 3.0, 4.0]], &[0.0, 1.0, 1.0, 1.0], 0);
-        assert_eq!(t.nodes, vec![Node::Leaf {
-            value: 0.75,
-            weight: 4.0
-        }]);
+        assert_eq!(
+            t.nodes,
+            vec![Node::Leaf {
+                value: 0.75,
+                weight: 4.0
+            }]
+        );
     }
 
     #[test]
