@@ -256,11 +256,17 @@ fn boost(
     let mut trees = Vec::with_capacity(params.trees);
     let mut order = rows.to_vec();
     for i in 0..params.trees.max(1) {
-        for &r in rows {
-            let r = r as usize;
-            let p = sigmoid(f[r]);
-            stats[r] = [p - y[r], (p * (1.0 - p)).max(1e-16), 1.0];
-        }
+        // Gradients and hessians of the log loss at the current scores (rows outside the
+        // training set are computed too, and never read).
+        stats
+            .par_iter_mut()
+            .zip(&f)
+            .zip(y)
+            .with_min_len(8192)
+            .for_each(|((st, &f), &y)| {
+                let p = sigmoid(f);
+                *st = [p - y, (p * (1.0 - p)).max(1e-16), 1.0];
+            });
         let (tree, leaves) = grow(
             binned,
             &mut order,

@@ -100,7 +100,7 @@ fn edges(sorted: &[f64]) -> Vec<f64> {
         let m = a + (b - a) / 2.0;
         if m < b { m } else { a }
     };
-    if distinct.len() <= MAX_BINS - 1 {
+    if distinct.len() < MAX_BINS {
         return distinct.windows(2).map(|w| mid(w[0].0, w[1].0)).collect();
     }
     // Quantile edges: close a bin once it holds its share of the rows.
@@ -259,8 +259,8 @@ impl Cell {
     }
 }
 
-/// A node's histogram: `MAX_BINS` cells per feature, feature after feature.
-type Hist = Vec<Cell>;
+/// A node's histogram: `MAX_BINS` cells per feature.
+type Hist = Vec<[Cell; MAX_BINS]>;
 
 /// Rows per histogram chunk: chunks are summed on rayon and their partial histograms added in
 /// chunk order, so the sums do not depend on the number of threads.
@@ -289,10 +289,14 @@ pub fn grow(
 ) -> (Tree, Vec<(usize, usize, f64)>) {
     let nfeat = binned.nfeat;
     let hist = build_hist(binned, rows, stats);
-    let sums = hist[..MAX_BINS].iter().fold(Cell::default(), |mut a, c| {
-        a.add(&[c.g, c.h, c.n]);
-        a
-    });
+    let sums = hist
+        .first()
+        .into_iter()
+        .flatten()
+        .fold(Cell::default(), |mut a, c| {
+            a.add(&[c.g, c.h, c.n]);
+            a
+        });
     let mut nodes = vec![Node::Leaf {
         value: 0.0,
         weight: sums.h,
@@ -309,6 +313,7 @@ pub fn grow(
     let mut scratch: Vec<u32> = Vec::with_capacity(rows.len());
     while !level.is_empty() {
         let mut next = Vec::new();
+        let mut split_nodes = Vec::new();
         for p in level {
             let allowed = feature_subset(nfeat, params.max_features, rng);
             let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
@@ -340,17 +345,30 @@ pub fn grow(
             }
             slice[w..].copy_from_slice(&scratch);
             let mid = p.start + w;
+            split_nodes.push((p, feature, bin, gain, left_sums, mid));
+        }
+        // Histograms of the level's children: the smaller child of each split from its rows, the
+        // other by subtraction; nodes in parallel (each sum is still in a fixed order).
+        let rows_ro: &[u32] = rows;
+        let hists: Vec<(Hist, Hist)> = split_nodes
+            .par_iter()
+            .map(|(p, _, _, _, _, mid)| {
+                let (nl, nr) = (mid - p.start, p.end - mid);
+                if nl <= nr {
+                    let small = build_hist(binned, &rows_ro[p.start..*mid], stats);
+                    let big = subtract(&p.hist, &small);
+                    (small, big)
+                } else {
+                    let small = build_hist(binned, &rows_ro[*mid..p.end], stats);
+                    let big = subtract(&p.hist, &small);
+                    (big, small)
+                }
+            })
+            .collect();
+        for ((p, feature, bin, gain, left_sums, mid), (lh, rh)) in
+            split_nodes.into_iter().zip(hists)
+        {
             let right_sums = p.sums.minus(&left_sums);
-            // Histogram of the smaller child from its rows, the other by subtraction.
-            let (lh, rh) = if w <= slice.len() - w {
-                let small = build_hist(binned, &rows[p.start..mid], stats);
-                let big = subtract(&p.hist, &small);
-                (small, big)
-            } else {
-                let small = build_hist(binned, &rows[mid..p.end], stats);
-                let big = subtract(&p.hist, &small);
-                (big, small)
-            };
             let l = nodes.len();
             nodes.push(Node::Leaf {
                 value: 0.0,
@@ -416,13 +434,14 @@ fn leaf_value(s: Cell, lambda: f64, leaf: LeafValue) -> f64 {
 
 fn hist_of(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
     let nfeat = binned.nfeat;
-    let mut hist = vec![Cell::default(); nfeat * MAX_BINS];
+    let mut hist = vec![[Cell::default(); MAX_BINS]; nfeat];
     for &r in rows {
         let r = r as usize;
         let st = &stats[r];
         let codes = &binned.codes[r * nfeat..(r + 1) * nfeat];
-        for (f, &c) in codes.iter().enumerate() {
-            hist[f * MAX_BINS + c as usize].add(st);
+        // u8 codes index 256-cell arrays: no bounds checks in the loop.
+        for (h, &c) in hist.iter_mut().zip(codes) {
+            h[c as usize].add(st);
         }
     }
     hist
@@ -439,7 +458,7 @@ fn build_hist(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
     let mut it = parts.into_iter();
     let mut acc = it.next().unwrap_or_default();
     for p in it {
-        for (a, c) in acc.iter_mut().zip(&p) {
+        for (a, c) in acc.iter_mut().flatten().zip(p.iter().flatten()) {
             a.add(&[c.g, c.h, c.n]);
         }
     }
@@ -447,7 +466,11 @@ fn build_hist(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
 }
 
 fn subtract(parent: &Hist, child: &Hist) -> Hist {
-    parent.iter().zip(child).map(|(a, b)| a.minus(b)).collect()
+    parent
+        .iter()
+        .zip(child)
+        .map(|(p, c)| std::array::from_fn(|b| p[b].minus(&c[b])))
+        .collect()
 }
 
 /// The best `(feature, bin, gain, left sums)` among `allowed` features, if any split gains.
@@ -465,7 +488,7 @@ fn best_split(
     let parent = score(&sums);
     let mut best: Option<(usize, usize, f64, Cell)> = None;
     for &f in allowed {
-        let cells = &hist[f * MAX_BINS..f * MAX_BINS + nbins[f]];
+        let cells = &hist[f][..nbins[f]];
         let mut left = Cell::default();
         for (b, c) in cells.iter().enumerate().take(cells.len().saturating_sub(1)) {
             left.add(&[c.g, c.h, c.n]);
@@ -537,7 +560,7 @@ mod tests {
         assert!(edges(&[5.0, 5.0]).is_empty());
         let many: Vec<f64> = (0..10_000).map(f64::from).collect();
         let e = edges(&many);
-        assert!(e.len() <= MAX_BINS - 1 && e.len() > 200, "{}", e.len());
+        assert!(e.len() < MAX_BINS && e.len() > 200, "{}", e.len());
         assert!(e.windows(2).all(|w| w[0] < w[1]));
         // bin <= b exactly when x <= threshold b
         for (b, t) in e.iter().enumerate() {
