@@ -100,6 +100,20 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     assert_eq!(again.manifest.evaluation, m.evaluation);
     let latest = lake.train().with_out(dir.path().join("m3")).await.unwrap();
     assert!(latest.manifest.snapshot.version > v);
+    // --as-of: the last version committed at or before the time.
+    let as_of = lake
+        .train()
+        .with_at(At::Time(chrono::Utc::now()))
+        .with_out(dir.path().join("m7"))
+        .await
+        .unwrap();
+    assert_eq!(as_of.manifest.snapshot, latest.manifest.snapshot);
+    let before = lake
+        .train()
+        .with_at(At::Time(chrono::DateTime::from_timestamp(0, 0).unwrap()))
+        .with_out(dir.path().join("m8"))
+        .await;
+    assert!(before.is_err(), "nothing was committed in 1970");
     assert_ne!(
         latest.manifest.snapshot.files_sha256,
         m.snapshot.files_sha256

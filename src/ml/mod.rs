@@ -456,7 +456,7 @@ fn fit_and_evaluate(
         "Precision@k per customer (evaluation rows)",
         "k",
         "precision@k",
-        (1.0, 20.0),
+        (0.0, 20.0),
         (0.0, (ymax * 10.0).ceil() / 10.0),
         &[
             report::Series {
