@@ -4,6 +4,7 @@
 # A benchmark, not a test: it prints figures and ratios (and writes them to $OUT/results.jsonl).
 #
 # Env: ROWS (default "500000 5000000"), PEERS (default ../shared/peers), OUT (default bench-out),
+#      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (on an earlier run's lake),
 #      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
@@ -27,6 +28,7 @@ best_wall() { # LABEL: smallest wall_s of that label
 }
 peak() { grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(max(json.loads(l)["tree_peak_rss_mb"] for l in sys.stdin))'; }
 
+if [ "${ONLY_TRAIN:-0}" != 1 ]; then
 for n in $ROWS; do
   csv=$OUT/online_retail_$n.csv; lzo=$csv.lzo
   [ -s "$csv" ] || "$PY" "$PEERS/gen_online_retail.py" "$n" "$csv" >&2
@@ -81,6 +83,7 @@ print(f"{n:>9} rows: append / (lzop -d + duckdb ingest) = {ap/(lz+dk):.2f}   app
       f"   lzo decode 1 thread / lzop -d = {c1/lz:.2f}   2 threads / lzop -d = {cp/lz:.2f}")
 PY
 done
+fi
 
 # Training on the gold table of the largest run (one cutoff: a seeded stratified 80/20 split, as
 # ../shared/peers/train.py does) against scikit-learn's DecisionTree(depth 8) and LightGBM, in the
