@@ -31,6 +31,16 @@ async fn gold_lake(dir: &Path) -> Lakehouse {
     lake
 }
 
+/// Runs `berserkr --lake DIR/lake ARGS...`.
+fn cli(dir: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    berserkr()
+        .arg("--lake")
+        .arg(dir.join("lake"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn small(kind: ModelKind) -> Params {
     let mut p = Params::defaults(kind);
     p.trees = p.trees.min(12);
@@ -120,14 +130,17 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     );
 
     // --reproduce from the manifest: same snapshot, model bytes and metrics.
-    let out = berserkr()
-        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
-        .arg("--reproduce")
-        .arg(dir.path().join("m1/manifest.json"))
-        .arg("--out")
-        .arg(dir.path().join("m4"))
-        .output()
-        .unwrap();
+    let d = dir.path();
+    let out = cli(
+        d,
+        &[
+            "train".as_ref(),
+            "--reproduce".as_ref(),
+            d.join("m1/manifest.json").as_os_str(),
+            "--out".as_ref(),
+            d.join("m4").as_os_str(),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -144,14 +157,16 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     let text = std::fs::read_to_string(dir.path().join("m1/manifest.json")).unwrap();
     let tampered = text.replace(&m.model_sha256, &"0".repeat(64));
     std::fs::write(dir.path().join("tampered.json"), tampered).unwrap();
-    let out = berserkr()
-        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
-        .arg("--reproduce")
-        .arg(dir.path().join("tampered.json"))
-        .arg("--out")
-        .arg(dir.path().join("m5"))
-        .output()
-        .unwrap();
+    let out = cli(
+        d,
+        &[
+            "train".as_ref(),
+            "--reproduce".as_ref(),
+            d.join("tampered.json").as_os_str(),
+            "--out".as_ref(),
+            d.join("m5").as_os_str(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not reproduced: model differs"),
@@ -167,12 +182,16 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     );
 
     // A version that does not exist is a clear error, exit 2.
-    let out = berserkr()
-        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "train"])
-        .args(["--version", "999", "--out"])
-        .arg(dir.path().join("m6"))
-        .output()
-        .unwrap();
+    let out = cli(
+        d,
+        &[
+            "train".as_ref(),
+            "--version".as_ref(),
+            "999".as_ref(),
+            "--out".as_ref(),
+            d.join("m6").as_os_str(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no version 999"));
 }
@@ -269,13 +288,18 @@ async fn every_learner_trains_scores_and_exports_pmml_that_jpmml_agrees_with() {
         .unwrap()
         .trim_matches(|c| c == '|' || c == ' ')
         .to_string();
-    let out = berserkr()
-        .args(["--lake", dir.path().join("lake").to_str().unwrap(), "score"])
-        .arg("--model")
-        .arg(dir.path().join("decision-tree"))
-        .args(["--customer", &cust, "--top", "3"])
-        .output()
-        .unwrap();
+    let out = cli(
+        dir.path(),
+        &[
+            "score".as_ref(),
+            "--model".as_ref(),
+            dir.path().join("decision-tree").as_os_str(),
+            "--customer".as_ref(),
+            cust.as_ref(),
+            "--top".as_ref(),
+            "3".as_ref(),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -117,16 +117,8 @@ fn parse_as_of(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
 }
 
 fn metrics_line(name: &str, m: &Metrics) -> String {
-    format!(
-        "{name:<11} {:>7.4} {:>7.4} {:>8} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
-        m.roc_auc,
-        m.pr_auc,
-        m.log_loss.map_or("-".to_string(), |l| format!("{l:.4}")),
-        m.precision_at.get("5").copied().unwrap_or_default(),
-        m.precision_at.get("10").copied().unwrap_or_default(),
-        m.recall_at.get("5").copied().unwrap_or_default(),
-        m.recall_at.get("10").copied().unwrap_or_default(),
-    )
+    let cells: Vec<String> = m.cells().iter().map(|c| format!("{c:>13}")).collect();
+    format!("{name:<11}{}", cells.concat())
 }
 
 fn print_manifest(m: &berserkr::ml::Manifest, dir: &std::path::Path, load: f64) {
@@ -170,7 +162,11 @@ fn print_manifest(m: &berserkr::ml::Manifest, dir: &std::path::Path, load: f64) 
         "train {} rows, evaluate {} rows (positive rate {:.3})",
         e.train_rows, e.eval_rows, e.eval_positive_rate
     );
-    println!("scorer      ROC AUC  PR AUC log loss    p@5   p@10    r@5   r@10");
+    let heads: Vec<String> = Metrics::HEADINGS
+        .iter()
+        .map(|h| format!("{h:>13}"))
+        .collect();
+    println!("{:<11}{}", "scorer", heads.concat());
     println!("{}", metrics_line("model", &e.model));
     println!("{}", metrics_line("popularity", &e.popularity));
     println!("{}", metrics_line("recency", &e.recency));

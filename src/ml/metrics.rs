@@ -69,6 +69,35 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The headline figures as text, in the order of [`Metrics::HEADINGS`].
+    pub fn cells(&self) -> Vec<String> {
+        let at = |m: &BTreeMap<String, f64>, k: &str| {
+            format!("{:.4}", m.get(k).copied().unwrap_or_default())
+        };
+        vec![
+            format!("{:.4}", self.roc_auc),
+            format!("{:.4}", self.pr_auc),
+            self.log_loss.map_or("-".to_string(), |l| format!("{l:.4}")),
+            at(&self.precision_at, "5"),
+            at(&self.precision_at, "10"),
+            at(&self.recall_at, "5"),
+            at(&self.recall_at, "10"),
+        ]
+    }
+
+    /// Names of [`Metrics::cells`].
+    pub const HEADINGS: [&str; 7] = [
+        "ROC AUC",
+        "PR AUC",
+        "log loss",
+        "precision@5",
+        "precision@10",
+        "recall@5",
+        "recall@10",
+    ];
+}
+
 /// Indices sorted by score, highest first (ties in index order: stable).
 fn by_score_desc(scores: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();

@@ -526,14 +526,8 @@ fn report_html(m: &Manifest) -> String {
     let e = &m.evaluation;
     let row = |name: &str, x: &Metrics| {
         format!(
-            "<tr><td>{name}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
-            x.roc_auc,
-            x.pr_auc,
-            x.log_loss.map_or("-".to_string(), |l| format!("{l:.4}")),
-            x.precision_at.get("5").copied().unwrap_or_default(),
-            x.precision_at.get("10").copied().unwrap_or_default(),
-            x.recall_at.get("5").copied().unwrap_or_default(),
-            x.recall_at.get("10").copied().unwrap_or_default(),
+            "<tr><td>{name}</td><td>{}</td></tr>",
+            x.cells().join("</td><td>")
         )
     };
     let split = match &m.split {
@@ -574,7 +568,7 @@ fn report_html(m: &Manifest) -> String {
 <p>Trained on <code>{table}</code> version {version} of <code>{lake}</code> ({rows} rows, cutoffs {cutoffs}); \
 label: {label}.</p>\n<p>Split: {split}. {train} training rows, {eval} evaluation rows, positive rate {rate:.3}.</p>\n\
 <p><b>{verdict}</b></p>\n\
-<table><tr><th>scorer</th><th>ROC AUC</th><th>PR AUC</th><th>log loss</th><th>precision@5</th><th>precision@10</th><th>recall@5</th><th>recall@10</th></tr>\n{r1}\n{r2}\n{r3}\n</table>\n\
+<table><tr><th>scorer</th><th>{heads}</th></tr>\n{r1}\n{r2}\n{r3}\n</table>\n\
 <p><img src=\"roc.svg\" alt=\"ROC curve\"> <img src=\"precision_at_k.svg\" alt=\"precision at k\"></p>\n\
 <p><img src=\"importance.svg\" alt=\"feature importance\"></p>\n\
 <p>Parameters: <code>{params}</code>. berserkr {ver} ({rev}); fit {fit:.2} s.</p>\n</body></html>\n",
@@ -589,6 +583,7 @@ label: {label}.</p>\n<p>Split: {split}. {train} training rows, {eval} evaluation
         train = e.train_rows,
         eval = e.eval_rows,
         rate = e.eval_positive_rate,
+        heads = Metrics::HEADINGS.join("</th><th>"),
         r1 = row("model", &e.model),
         r2 = row("popularity", &e.popularity),
         r3 = row("recency", &e.recency),
@@ -679,31 +674,28 @@ pub async fn pins(lake: &Lakehouse) -> Result<Vec<Pin>> {
     Ok(out)
 }
 
-/// Reads a model directory's manifest.
+/// Reads a model directory's manifest (or a manifest file).
 pub async fn read_manifest(path: &Path) -> Result<Manifest> {
     let file = if path.is_dir() {
         path.join(MANIFEST_FILE)
     } else {
         path.to_path_buf()
     };
-    let bytes = tokio::fs::read(&file)
-        .await
-        .map_err(|e| Error::io(file.display(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
-        file: file.display().to_string(),
-        message: format!("not a berserkr manifest: {e}"),
-    })
+    read_json(&file, "manifest").await
 }
 
 /// Reads a model directory's model.
 pub async fn read_model(dir: &Path) -> Result<Model> {
-    let file = dir.join(MODEL_FILE);
-    let bytes = tokio::fs::read(&file)
+    read_json(&dir.join(MODEL_FILE), "model").await
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(file: &Path, what: &str) -> Result<T> {
+    let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| Error::io(file.display(), e))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
         file: file.display().to_string(),
-        message: format!("not a berserkr model: {e}"),
+        message: format!("not a berserkr {what}: {e}"),
     })
 }
 
