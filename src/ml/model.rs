@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::tree::{Binned, Bins, GrowParams, LeafValue, Tree, bootstrap, grow, tree_rng};
+use super::tree::{Binned, Bins, GrowParams, LeafValue, Stats, Tree, bootstrap, grow, tree_rng};
 
 /// The learners `berserkr train --model` offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +149,10 @@ impl Model {
         };
         let (base_score, trees) = match params.model {
             ModelKind::DecisionTree => {
-                let stats: Vec<[f64; 3]> = y.iter().map(|&y| [y, 1.0, 1.0]).collect();
+                let stats = Stats {
+                    gh: y.iter().map(|&y| [y as f32, 1.0]).collect(),
+                    count_is_h: true,
+                };
                 let mut r = rows.to_vec();
                 let (t, _) = grow(
                     &binned,
@@ -167,12 +170,15 @@ impl Model {
                     .map(|i| {
                         let mut rng = tree_rng(params.seed, i as u64);
                         let counts = bootstrap(rows.len(), &mut rng);
-                        let mut stats = vec![[0.0; 3]; n];
+                        let mut stats = Stats {
+                            gh: vec![[0.0; 2]; n],
+                            count_is_h: true,
+                        };
                         let mut r = Vec::with_capacity(rows.len());
                         for (&row, &c) in rows.iter().zip(&counts) {
                             if c > 0 {
-                                let w = f64::from(c);
-                                stats[row as usize] = [w * y[row as usize], w, w];
+                                let w = c as f32;
+                                stats.gh[row as usize] = [w * y[row as usize] as f32, w];
                                 r.push(row);
                             }
                         }
@@ -252,20 +258,24 @@ fn boost(
     let rate = (pos / rows.len().max(1) as f64).clamp(1e-6, 1.0 - 1e-6);
     let base = (rate / (1.0 - rate)).ln();
     let mut f = vec![base; n];
-    let mut stats = vec![[0.0; 3]; n];
+    let mut stats = Stats {
+        gh: vec![[0.0; 2]; n],
+        count_is_h: false,
+    };
     let mut trees = Vec::with_capacity(params.trees);
     let mut order = rows.to_vec();
     for i in 0..params.trees.max(1) {
         // Gradients and hessians of the log loss at the current scores (rows outside the
         // training set are computed too, and never read).
         stats
+            .gh
             .par_iter_mut()
             .zip(&f)
             .zip(y)
             .with_min_len(8192)
             .for_each(|((st, &f), &y)| {
                 let p = sigmoid(f);
-                *st = [p - y, (p * (1.0 - p)).max(1e-16), 1.0];
+                *st = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
             });
         let (tree, leaves) = grow(
             binned,

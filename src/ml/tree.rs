@@ -250,6 +250,12 @@ impl Cell {
         self.n += s[2];
     }
 
+    fn add_row(&mut self, g: f64, h: f64, n: f64) {
+        self.g += g;
+        self.h += h;
+        self.n += n;
+    }
+
     fn minus(&self, o: &Cell) -> Cell {
         Cell {
             g: self.g - o.g,
@@ -275,14 +281,24 @@ struct Pending {
     sums: Cell,
 }
 
-/// Grows one tree on binned rows. `rows` lists the rows to use; `stats[row]` is the row's
-/// `(g, h, count)` (with bootstrap multiplicity already folded in). Returns the tree and, for each
+/// Per-row statistics a tree is grown from: `(g, h)` as `f32` (8 bytes a row, as LightGBM keeps
+/// gradients; sums are `f64`). A row counts as `h` rows (classification: `h` is the bootstrap
+/// multiplicity) or as one row (boosting: `h` is a hessian).
+pub struct Stats {
+    /// `(g, h)` per row.
+    pub gh: Vec<[f32; 2]>,
+    /// Whether a row's weight in `min_leaf` is `h` (else 1).
+    pub count_is_h: bool,
+}
+
+/// Grows one tree on binned rows. `rows` lists the rows to use; `stats` their `(g, h)`
+/// (with bootstrap multiplicity already folded in). Returns the tree and, for each
 /// leaf, its row range in `rows` (reordered so each node's rows are contiguous) and its value, so
 /// a booster can update its predictions without walking the tree.
 pub fn grow(
     binned: &Binned,
     rows: &mut [u32],
-    stats: &[[f64; 3]],
+    stats: &Stats,
     params: &GrowParams,
     leaf: LeafValue,
     rng: &mut ChaCha8Rng,
@@ -432,22 +448,24 @@ fn leaf_value(s: Cell, lambda: f64, leaf: LeafValue) -> f64 {
     }
 }
 
-fn hist_of(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
+fn hist_of(binned: &Binned, rows: &[u32], stats: &Stats) -> Hist {
     let nfeat = binned.nfeat;
     let mut hist = vec![[Cell::default(); MAX_BINS]; nfeat];
     for &r in rows {
         let r = r as usize;
-        let st = &stats[r];
+        let [g, h] = stats.gh[r];
+        let (g, h) = (f64::from(g), f64::from(h));
+        let n = if stats.count_is_h { h } else { 1.0 };
         let codes = &binned.codes[r * nfeat..(r + 1) * nfeat];
         // u8 codes index 256-cell arrays: no bounds checks in the loop.
-        for (h, &c) in hist.iter_mut().zip(codes) {
-            h[c as usize].add(st);
+        for (cells, &c) in hist.iter_mut().zip(codes) {
+            cells[c as usize].add_row(g, h, n);
         }
     }
     hist
 }
 
-fn build_hist(binned: &Binned, rows: &[u32], stats: &[[f64; 3]]) -> Hist {
+fn build_hist(binned: &Binned, rows: &[u32], stats: &Stats) -> Hist {
     if rows.len() <= HIST_CHUNK {
         return hist_of(binned, rows, stats);
     }
@@ -534,7 +552,10 @@ mod tests {
         let n = y.len();
         let rows: Vec<u32> = (0..n as u32).collect();
         let binned = Bins::fit(&x, &rows).apply(&x);
-        let stats: Vec<[f64; 3]> = y.iter().map(|&y| [y, 1.0, 1.0]).collect();
+        let stats = Stats {
+            gh: y.iter().map(|&y| [y as f32, 1.0]).collect(),
+            count_is_h: true,
+        };
         let mut rows = rows;
         let params = GrowParams {
             max_depth: depth,
