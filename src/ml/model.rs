@@ -153,10 +153,9 @@ impl Model {
                     gh: y.iter().map(|&y| [y as f32, 1.0]).collect(),
                     count_is_h: true,
                 };
-                let mut r = rows.to_vec();
                 let (t, _) = grow(
                     &binned,
-                    &mut r,
+                    rows,
                     &stats,
                     &grow_params,
                     LeafValue::Ratio,
@@ -184,7 +183,7 @@ impl Model {
                         }
                         grow(
                             &binned,
-                            &mut r,
+                            &r,
                             &stats,
                             &grow_params,
                             LeafValue::Ratio,
@@ -263,7 +262,6 @@ fn boost(
         count_is_h: false,
     };
     let mut trees = Vec::with_capacity(params.trees);
-    let mut order = rows.to_vec();
     for i in 0..params.trees.max(1) {
         // Gradients and hessians of the log loss at the current scores (rows outside the
         // training set are computed too, and never read).
@@ -277,9 +275,9 @@ fn boost(
                 let p = sigmoid(f);
                 *st = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
             });
-        let (tree, leaves) = grow(
+        let (tree, leaf_of) = grow(
             binned,
-            &mut order,
+            rows,
             &stats,
             grow_params,
             LeafValue::Newton {
@@ -287,9 +285,11 @@ fn boost(
             },
             &mut tree_rng(params.seed, i as u64),
         );
-        for (start, end, value) in leaves {
-            for &r in &order[start..end] {
-                f[r as usize] += value;
+        for &r in rows {
+            let r = r as usize;
+            if let Some(super::tree::Node::Leaf { value, .. }) = tree.nodes.get(leaf_of[r] as usize)
+            {
+                f[r] += value;
             }
         }
         trees.push(tree);

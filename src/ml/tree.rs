@@ -268,19 +268,6 @@ impl Cell {
 /// A node's histogram: `MAX_BINS` cells per feature.
 type Hist = Vec<[Cell; MAX_BINS]>;
 
-/// Rows per histogram chunk: chunks are summed on rayon and their partial histograms added in
-/// chunk order, so the sums do not depend on the number of threads.
-const HIST_CHUNK: usize = 16_384;
-
-struct Pending {
-    node: usize,
-    start: usize,
-    end: usize,
-    depth: usize,
-    hist: Hist,
-    sums: Cell,
-}
-
 /// Per-row statistics a tree is grown from: `(g, h)` as `f32` (8 bytes a row, as LightGBM keeps
 /// gradients; sums are `f64`). A row counts as `h` rows (classification: `h` is the bootstrap
 /// multiplicity) or as one row (boosting: `h` is a hessian).
@@ -291,20 +278,38 @@ pub struct Stats {
     pub count_is_h: bool,
 }
 
-/// Grows one tree on binned rows. `rows` lists the rows to use; `stats` their `(g, h)`
-/// (with bootstrap multiplicity already folded in). Returns the tree and, for each
-/// leaf, its row range in `rows` (reordered so each node's rows are contiguous) and its value, so
-/// a booster can update its predictions without walking the tree.
+struct Pending {
+    node: usize,
+    depth: usize,
+    hist: Hist,
+    sums: Cell,
+}
+
+/// Grows one tree on binned rows, depth by depth. `rows` lists the rows to use (ascending);
+/// `stats` their `(g, h)` (with bootstrap multiplicity already folded in). Returns the tree and,
+/// for every row, the leaf it ends in (`u32::MAX` for rows not in `rows`), so a booster updates
+/// its predictions without walking the tree.
+///
+/// Each depth costs two sequential passes over `rows`: one routes every row to its child, one
+/// builds the histograms of the smaller child of every split (the other child is the parent minus
+/// it). Sequential passes keep the row-major codes and the 8-byte stats streaming from memory
+/// instead of being gathered node by node.
 pub fn grow(
     binned: &Binned,
-    rows: &mut [u32],
+    rows: &[u32],
     stats: &Stats,
     params: &GrowParams,
     leaf: LeafValue,
     rng: &mut ChaCha8Rng,
-) -> (Tree, Vec<(usize, usize, f64)>) {
+) -> (Tree, Vec<u32>) {
     let nfeat = binned.nfeat;
-    let hist = build_hist(binned, rows, stats);
+    let mut node_of = vec![u32::MAX; stats.gh.len()];
+    for &r in rows {
+        node_of[r as usize] = 0;
+    }
+    let hist = level_hists(binned, rows, stats, &node_of, &[0], 1)
+        .pop()
+        .unwrap_or_default();
     let sums = hist
         .first()
         .into_iter()
@@ -317,19 +322,17 @@ pub fn grow(
         value: 0.0,
         weight: sums.h,
     }];
-    let mut leaves = Vec::new();
     let mut level = vec![Pending {
         node: 0,
-        start: 0,
-        end: rows.len(),
         depth: 0,
         hist,
         sums,
     }];
-    let mut scratch: Vec<u32> = Vec::with_capacity(rows.len());
     while !level.is_empty() {
-        let mut next = Vec::new();
-        let mut split_nodes = Vec::new();
+        // Decide every node of the level (in order: the feature draws are part of the seed's
+        // stream), turning split nodes into two children each.
+        let mut route: Vec<Option<(usize, usize, u32, u32)>> = Vec::new();
+        let mut splits = Vec::new();
         for p in level {
             let allowed = feature_subset(nfeat, params.max_features, rng);
             let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
@@ -338,52 +341,12 @@ pub fn grow(
                 None
             };
             let Some((feature, bin, gain, left_sums)) = split else {
-                let value = leaf_value(p.sums, params.lambda, leaf);
                 nodes[p.node] = Node::Leaf {
-                    value,
+                    value: leaf_value(p.sums, params.lambda, leaf),
                     weight: p.sums.h,
                 };
-                leaves.push((p.start, p.end, value));
                 continue;
             };
-            // Stable partition of the node's rows: left rows first, both in their old order.
-            let slice = &mut rows[p.start..p.end];
-            scratch.clear();
-            let mut w = 0;
-            for i in 0..slice.len() {
-                let r = slice[i];
-                if binned.codes[r as usize * nfeat + feature] as usize <= bin {
-                    slice[w] = r;
-                    w += 1;
-                } else {
-                    scratch.push(r);
-                }
-            }
-            slice[w..].copy_from_slice(&scratch);
-            let mid = p.start + w;
-            split_nodes.push((p, feature, bin, gain, left_sums, mid));
-        }
-        // Histograms of the level's children: the smaller child of each split from its rows, the
-        // other by subtraction; nodes in parallel (each sum is still in a fixed order).
-        let rows_ro: &[u32] = rows;
-        let hists: Vec<(Hist, Hist)> = split_nodes
-            .par_iter()
-            .map(|(p, _, _, _, _, mid)| {
-                let (nl, nr) = (mid - p.start, p.end - mid);
-                if nl <= nr {
-                    let small = build_hist(binned, &rows_ro[p.start..*mid], stats);
-                    let big = subtract(&p.hist, &small);
-                    (small, big)
-                } else {
-                    let small = build_hist(binned, &rows_ro[*mid..p.end], stats);
-                    let big = subtract(&p.hist, &small);
-                    (big, small)
-                }
-            })
-            .collect();
-        for ((p, feature, bin, gain, left_sums, mid), (lh, rh)) in
-            split_nodes.into_iter().zip(hists)
-        {
             let right_sums = p.sums.minus(&left_sums);
             let l = nodes.len();
             nodes.push(Node::Leaf {
@@ -402,26 +365,108 @@ pub fn grow(
                 gain,
                 weight: p.sums.h,
             };
+            if route.len() <= p.node {
+                route.resize(p.node + 1, None);
+            }
+            route[p.node] = Some((feature, bin, l as u32, l as u32 + 1));
+            splits.push((p, l, left_sums, right_sums));
+        }
+        if splits.is_empty() {
+            break;
+        }
+        // Route the rows of split nodes to their children.
+        for &r in rows {
+            let r = r as usize;
+            if let Some(Some((f, b, l, rr))) = route.get(node_of[r] as usize) {
+                node_of[r] = if binned.codes[r * nfeat + f] as usize <= *b {
+                    *l
+                } else {
+                    *rr
+                };
+            }
+        }
+        // Histograms of the smaller children from their rows, their siblings by subtraction.
+        let small: Vec<usize> = splits
+            .iter()
+            .map(|(_, l, ls, rs)| if ls.n <= rs.n { *l } else { l + 1 })
+            .collect();
+        let built = level_hists(binned, rows, stats, &node_of, &small, nodes.len());
+        let mut next = Vec::with_capacity(2 * splits.len());
+        for ((p, l, ls, rs), (small_node, sh)) in
+            splits.into_iter().zip(small.into_iter().zip(built))
+        {
+            let big = subtract(&p.hist, &sh);
+            let (lh, rh) = if small_node == l {
+                (sh, big)
+            } else {
+                (big, sh)
+            };
             next.push(Pending {
                 node: l,
-                start: p.start,
-                end: mid,
                 depth: p.depth + 1,
                 hist: lh,
-                sums: left_sums,
+                sums: ls,
             });
             next.push(Pending {
                 node: l + 1,
-                start: mid,
-                end: p.end,
                 depth: p.depth + 1,
                 hist: rh,
-                sums: right_sums,
+                sums: rs,
             });
         }
         level = next;
     }
-    (Tree { nodes }, leaves)
+    (Tree { nodes }, node_of)
+}
+
+/// Histograms of the nodes `build` from one pass over `rows` (each row counted in the node
+/// `node_of` says). Features are split among the threads; each feature's cells are summed in row
+/// order, so the sums do not depend on the number of threads.
+fn level_hists(
+    binned: &Binned,
+    rows: &[u32],
+    stats: &Stats,
+    node_of: &[u32],
+    build: &[usize],
+    n_nodes: usize,
+) -> Vec<Hist> {
+    let nfeat = binned.nfeat;
+    let mut slot = vec![u32::MAX; n_nodes.max(1)];
+    for (i, &nd) in build.iter().enumerate() {
+        slot[nd] = i as u32;
+    }
+    let groups = rayon::current_num_threads().clamp(1, nfeat.max(1));
+    let ranges: Vec<std::ops::Range<usize>> = (0..groups)
+        .map(|g| g * nfeat / groups..(g + 1) * nfeat / groups)
+        .collect();
+    let parts: Vec<Vec<Hist>> = ranges
+        .par_iter()
+        .map(|fr| {
+            let mut h: Vec<Hist> = vec![vec![[Cell::default(); MAX_BINS]; fr.len()]; build.len()];
+            for &r in rows {
+                let r = r as usize;
+                let s = slot[node_of[r] as usize];
+                if s == u32::MAX {
+                    continue;
+                }
+                let [g, hh] = stats.gh[r];
+                let (g, hh) = (f64::from(g), f64::from(hh));
+                let n = if stats.count_is_h { hh } else { 1.0 };
+                let codes = &binned.codes[r * nfeat + fr.start..r * nfeat + fr.end];
+                for (cells, &c) in h[s as usize].iter_mut().zip(codes) {
+                    cells[c as usize].add_row(g, hh, n);
+                }
+            }
+            h
+        })
+        .collect();
+    let mut out: Vec<Hist> = vec![Vec::with_capacity(nfeat); build.len()];
+    for part in parts {
+        for (o, h) in out.iter_mut().zip(part) {
+            o.extend(h);
+        }
+    }
+    out
 }
 
 fn feature_subset(nfeat: usize, max_features: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<usize> {
@@ -446,41 +491,6 @@ fn leaf_value(s: Cell, lambda: f64, leaf: LeafValue) -> f64 {
         }
         LeafValue::Newton { learning_rate } => -s.g / (s.h + lambda) * learning_rate,
     }
-}
-
-fn hist_of(binned: &Binned, rows: &[u32], stats: &Stats) -> Hist {
-    let nfeat = binned.nfeat;
-    let mut hist = vec![[Cell::default(); MAX_BINS]; nfeat];
-    for &r in rows {
-        let r = r as usize;
-        let [g, h] = stats.gh[r];
-        let (g, h) = (f64::from(g), f64::from(h));
-        let n = if stats.count_is_h { h } else { 1.0 };
-        let codes = &binned.codes[r * nfeat..(r + 1) * nfeat];
-        // u8 codes index 256-cell arrays: no bounds checks in the loop.
-        for (cells, &c) in hist.iter_mut().zip(codes) {
-            cells[c as usize].add_row(g, h, n);
-        }
-    }
-    hist
-}
-
-fn build_hist(binned: &Binned, rows: &[u32], stats: &Stats) -> Hist {
-    if rows.len() <= HIST_CHUNK {
-        return hist_of(binned, rows, stats);
-    }
-    let parts: Vec<Hist> = rows
-        .par_chunks(HIST_CHUNK)
-        .map(|c| hist_of(binned, c, stats))
-        .collect();
-    let mut it = parts.into_iter();
-    let mut acc = it.next().unwrap_or_default();
-    for p in it {
-        for (a, c) in acc.iter_mut().flatten().zip(p.iter().flatten()) {
-            a.add(&[c.g, c.h, c.n]);
-        }
-    }
-    acc
 }
 
 fn subtract(parent: &Hist, child: &Hist) -> Hist {
@@ -556,7 +566,6 @@ mod tests {
             gh: y.iter().map(|&y| [y as f32, 1.0]).collect(),
             count_is_h: true,
         };
-        let mut rows = rows;
         let params = GrowParams {
             max_depth: depth,
             min_leaf: 1.0,
@@ -566,7 +575,7 @@ mod tests {
         };
         grow(
             &binned,
-            &mut rows,
+            &rows,
             &stats,
             &params,
             LeafValue::Ratio,
