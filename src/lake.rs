@@ -86,17 +86,20 @@ impl Lakehouse {
         Ok(logstore.object_store(None))
     }
 
-    /// A table at its latest version, or `None` when it does not exist yet.
-    pub async fn try_table(&self, id: &TableId) -> Result<Option<DeltaTable>> {
-        if self.is_local() {
-            // delta-rs refuses a local location that does not exist before it looks for a log.
-            let exists = self
+    /// True for a local table without a log (delta-rs refuses a local location that does not
+    /// exist before it looks for a log).
+    fn missing_locally(&self, id: &TableId) -> bool {
+        self.is_local()
+            && !self
                 .table_url(id)
                 .to_file_path()
-                .is_ok_and(|p| p.join("_delta_log").is_dir());
-            if !exists {
-                return Ok(None);
-            }
+                .is_ok_and(|p| p.join("_delta_log").is_dir())
+    }
+
+    /// A table at its latest version, or `None` when it does not exist yet.
+    pub async fn try_table(&self, id: &TableId) -> Result<Option<DeltaTable>> {
+        if self.missing_locally(id) {
+            return Ok(None);
         }
         let mut table = self.builder(id)?.build().map_err(|e| Error::delta(id, e))?;
         match table.load().await {
@@ -136,6 +139,37 @@ impl Lakehouse {
             .unwrap_or(self.builder(id)?.build().map_err(|e| Error::delta(id, e))?))
     }
 
+    /// A table at a chosen snapshot. Only that snapshot's log is replayed (not the latest
+    /// state first).
+    pub async fn table_at(&self, id: &TableId, at: &crate::ml::At) -> Result<DeltaTable> {
+        use crate::ml::At;
+        if self.missing_locally(id) {
+            return Err(Error::TableMissing {
+                table: id.to_string(),
+                url: self.table_url(id).to_string(),
+            });
+        }
+        let mut table = self.builder(id)?.build().map_err(|e| Error::delta(id, e))?;
+        match at {
+            At::Latest => table.load().await,
+            At::Version(v) => {
+                let latest = table
+                    .get_latest_version()
+                    .await
+                    .map_err(|e| Error::delta(id, e))?;
+                if *v > latest {
+                    return Err(Error::Usage(format!(
+                        "{id} has no version {v}: its latest is {latest}"
+                    )));
+                }
+                table.load_version(*v).await
+            }
+            At::Time(t) => table.load_with_datetime(*t).await,
+        }
+        .map_err(|e| Error::delta(id, e))?;
+        Ok(table)
+    }
+
     /// A table at its latest version, checked to have every migration of this build applied.
     pub async fn current_table(&self, id: &TableId) -> Result<DeltaTable> {
         let table = self.table(id).await?;
@@ -157,6 +191,21 @@ impl Lakehouse {
         }
         Ok(table)
     }
+}
+
+/// Distinct values of a partition column in a table's snapshot, from the add actions of its
+/// log (no data file is read, whatever the file paths look like).
+pub(crate) fn partition_values(
+    table: &DeltaTable,
+    id: &TableId,
+    column: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    Ok(state
+        .log_data()
+        .iter()
+        .filter_map(|f| f.partition_values_map().remove(column).flatten())
+        .collect())
 }
 
 /// Sequence number of the last migration recorded in a table's log (0 when none).

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
-use crate::lake::Lakehouse;
+use crate::lake::{Lakehouse, partition_values};
 use crate::ops::refresh::{collect_sql, df, session};
 
 /// The features every model uses: the numeric columns of `gold.customer_item_features`
@@ -95,36 +95,8 @@ impl FeatureFrame {
 
     /// Distinct cutoffs, ascending.
     pub fn cutoffs(&self) -> Vec<String> {
-        let mut c = self.cutoff.clone();
-        c.dedup();
-        c.sort();
-        c.dedup();
-        c
-    }
-}
-
-impl Lakehouse {
-    /// A table at a chosen snapshot.
-    pub async fn table_at(&self, id: &TableId, at: &At) -> Result<DeltaTable> {
-        let mut table = self.table(id).await?;
-        let latest = table.version().unwrap_or(0);
-        match at {
-            At::Latest => {}
-            At::Version(v) if *v > latest => {
-                return Err(Error::Usage(format!(
-                    "{id} has no version {v}: its latest is {latest}"
-                )));
-            }
-            At::Version(v) => table
-                .load_version(*v)
-                .await
-                .map_err(|e| Error::delta(id, e))?,
-            At::Time(t) => table
-                .load_with_datetime(*t)
-                .await
-                .map_err(|e| Error::delta(id, e))?,
-        }
-        Ok(table)
+        let set: std::collections::BTreeSet<&String> = self.cutoff.iter().collect();
+        set.into_iter().cloned().collect()
     }
 }
 
@@ -179,8 +151,19 @@ async fn commit_timestamp(table: &DeltaTable, id: &TableId, version: u64) -> Res
     }
 }
 
-/// The latest cutoff in a snapshot (None when it has no rows).
+/// The latest cutoff in a snapshot (None when it has no rows): from the partition values in its
+/// log when the table is partitioned by cutoff, else by a query.
 pub async fn latest_cutoff(table: &DeltaTable, id: &TableId) -> Result<Option<String>> {
+    let partitioned = table
+        .snapshot()
+        .map_err(|e| Error::delta(id, e))?
+        .metadata()
+        .partition_columns()
+        .iter()
+        .any(|c| c == "cutoff");
+    if partitioned {
+        return Ok(partition_values(table, id, "cutoff")?.pop_last());
+    }
     let ctx = session();
     ctx.register_table("features", table.table_provider().await.map_err(df(id))?)
         .map_err(df(id))?;
@@ -199,18 +182,28 @@ pub async fn latest_cutoff(table: &DeltaTable, id: &TableId) -> Result<Option<St
     Ok(c.is_valid(0).then(|| c.value(0).to_string()))
 }
 
-/// Reads a snapshot's rows, optionally one cutoff only, ordered by (cutoff, customer, item).
+/// Reads a snapshot's rows, optionally one cutoff and one customer only, ordered by
+/// (cutoff, customer, item).
 pub async fn read_features(
     table: &DeltaTable,
     id: &TableId,
     cutoff: Option<&str>,
+    customer: Option<i64>,
 ) -> Result<FeatureFrame> {
     let ctx = session();
     ctx.register_table("features", table.table_provider().await.map_err(df(id))?)
         .map_err(df(id))?;
-    let filter = match cutoff {
-        Some(c) => format!("WHERE cutoff = '{}'", c.replace('\'', "''")),
-        None => String::new(),
+    let mut conditions = Vec::new();
+    if let Some(c) = cutoff {
+        conditions.push(format!("cutoff = '{}'", c.replace('\'', "''")));
+    }
+    if let Some(c) = customer {
+        conditions.push(format!("CustomerID = {c}"));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
     };
     let sql = format!(
         "SELECT cutoff, CustomerID, StockCode, {}, label FROM features {filter} \

@@ -209,7 +209,7 @@ impl TrainBuilder {
                 .as_ref(),
         )
         .map_err(|e| Error::Usage(format!("{id}: schema: {e}")))?;
-        let frame = data::read_features(&table, &id, None).await?;
+        let frame = data::read_features(&table, &id, None, None).await?;
         if frame.is_empty() {
             return Err(Error::Usage(format!(
                 "{id} version {} has no rows: run `berserkr lake refresh gold`",

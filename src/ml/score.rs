@@ -113,14 +113,11 @@ impl ScoreBuilder {
                 ))
             })?,
         };
-        let mut frame = read_features(&table, &id, Some(&cutoff)).await?;
-        if frame.is_empty() {
+        let frame = read_features(&table, &id, Some(&cutoff), customer).await?;
+        if frame.is_empty() && customer.is_none() {
             return Err(Error::Usage(format!(
                 "{id} version {source_version} has no rows at cutoff {cutoff}"
             )));
-        }
-        if let Some(c) = customer {
-            keep_customer(&mut frame, c);
         }
         let columns = columns_for(&model, &frame, &id)?;
         let scores = tokio::task::spawn_blocking(move || model.predict_columns(&columns))
@@ -230,20 +227,6 @@ impl std::future::IntoFuture for ScoreBuilder {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
-    }
-}
-
-fn keep_customer(frame: &mut FeatureFrame, customer: i64) {
-    let keep: Vec<usize> = (0..frame.len())
-        .filter(|&i| frame.customer[i] == customer)
-        .collect();
-    let pick = |v: &Vec<String>| keep.iter().map(|&i| v[i].clone()).collect();
-    frame.cutoff = pick(&frame.cutoff);
-    frame.item = pick(&frame.item);
-    frame.customer = keep.iter().map(|&i| frame.customer[i]).collect();
-    frame.label = keep.iter().map(|&i| frame.label[i]).collect();
-    for c in &mut frame.features {
-        *c = keep.iter().map(|&i| c[i]).collect();
     }
 }
 

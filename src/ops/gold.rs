@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, app_txn_version};
+use crate::lake::{Lakehouse, app_txn_version, partition_values};
 use crate::ops::refresh::{collect_sql, conform, df, refresh_app_id, session};
 
 /// The gold table `lake refresh gold` builds.
@@ -131,7 +131,7 @@ impl Lakehouse {
         let app_id = refresh_app_id(&silver_id);
         let done = app_txn_version(&gold, &gold_id, &app_id).await? == silver_version as i64;
         if done {
-            let have = gold_cutoffs(&gold, &gold_id)?;
+            let have = partition_values(&gold, &gold_id, "cutoff")?;
             if names.iter().all(|n| have.contains(n)) {
                 return Ok(GoldReport {
                     table: gold_id.to_string(),
@@ -213,29 +213,6 @@ impl Lakehouse {
             version: table.version(),
         })
     }
-}
-
-/// Cutoffs present in the gold table (its partition values).
-fn gold_cutoffs(gold: &deltalake::DeltaTable, id: &TableId) -> Result<Vec<String>> {
-    let files = gold
-        .get_file_uris()
-        .map_err(|e| Error::delta(id, e))?
-        .collect::<Vec<_>>();
-    Ok(files
-        .iter()
-        .filter_map(|u| {
-            u.split('/')
-                .find_map(|seg| seg.strip_prefix("cutoff="))
-                .map(percent_decode)
-        })
-        .collect())
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("v={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 /// Month starts after `first`'s month, up to `last_cutoff`.
