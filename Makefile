@@ -10,7 +10,7 @@ PYTHON_ENV ?= $(HOME)/.cache/berserkr-ci-venv
 BERSERKR    = ./target/release/berserkr
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test bench build deps py-deps lint fmt clean
+.PHONY: demo demo-s3 test bench build deps py-deps lint fmt clean
 
 ## System packages the tests and the demo need (Debian): lzop, to make and check drops; a Java
 ## runtime for JPMML, the independent PMML evaluator the export is checked against.
@@ -21,12 +21,13 @@ deps:
 
 ## Python tools of the tests: DuckDB and its Delta extension (an independent Delta reader, and the
 ## reference pipeline of SPEC.md), numpy and pyarrow for the data generator, JPMML's evaluator
-## (through JPype) to check the PMML export.
+## (through JPype) to check the PMML export; moto's S3 server, the S3-compatible store the
+## S3 tests run against on 127.0.0.1 (it implements conditional writes, which safe commits need).
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
-	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype' 2>/dev/null || \
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype, moto, flask_cors' 2>/dev/null || \
 	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 \
-	    jpmml_evaluator==0.16.0 jpype1==1.7.1
+	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5'
 
 build:
 	$(CARGO) build --release --locked
@@ -34,14 +35,20 @@ build:
 ## The whole job on the real data shipped in the repo, into a local lake ($(LAKE)).
 demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake init
-	$(BERSERKR) --lake $(LAKE) lake append --keep-going $(DROPS)
+	$(BERSERKR) --lake $(LAKE) lake append --keep-going '$(DROPS)'
 	$(BERSERKR) --lake $(LAKE) lake refresh all --cutoffs monthly
 	$(BERSERKR) --lake $(LAKE) lake refresh gold
 	$(BERSERKR) --lake $(LAKE) train --model gradient-boosting --out $(MODEL)
 	$(BERSERKR) --lake $(LAKE) score --model $(MODEL)
 	$(BERSERKR) --lake $(LAKE) score --model $(MODEL) --customer 17850 --top 10
 	$(BERSERKR) model export --model $(MODEL) --format pmml
+	$(BERSERKR) --lake $(LAKE) lake status
 	@echo "report: $(MODEL)/report.html"
+
+## The same demo with the lake and the drops in S3: a local S3 server (moto's), then
+## `make demo LAKE=s3://... DROPS='s3://...'` (see examples/s3-demo.sh; docker/ has MinIO).
+demo-s3: py-deps
+	bash examples/s3-demo.sh
 
 ## Formatting, lints and every test (unit, integration, doc).
 test: deps py-deps

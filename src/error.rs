@@ -23,6 +23,25 @@ pub enum Error {
         /// Why it is unusable.
         reason: String,
     },
+    /// A configuration file is unreadable or invalid (its text is never quoted: it may hold
+    /// secrets).
+    #[error("config {file}: {reason}")]
+    Config {
+        /// The file.
+        file: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// An object store could not be configured or reached (the URL names the bucket and key;
+    /// credentials never appear).
+    #[error("{url}: {source}")]
+    Store {
+        /// The object-store URL involved.
+        url: String,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A Delta operation on a table failed.
     #[error("table {table}: {source}")]
     Delta {
@@ -31,6 +50,28 @@ pub enum Error {
         /// delta-rs's error.
         #[source]
         source: DeltaTableError,
+    },
+    /// A commit kept losing races with other writers and was given up; its files were deleted.
+    #[error(
+        "table {table}: gave up committing after {attempts} rounds of conflicts with concurrent writers (last: {last_error}); nothing was committed"
+    )]
+    CommitGaveUp {
+        /// The table.
+        table: String,
+        /// Rounds tried.
+        attempts: u32,
+        /// The last conflict.
+        last_error: String,
+    },
+    /// Vacuum was asked to keep less history than is safe.
+    #[error(
+        "refusing to vacuum with a retention of {retain_hours} hours, under {min_hours}: readers of older versions and writers still at work could lose files (use --force to do it anyway)"
+    )]
+    VacuumRefused {
+        /// Hours asked for.
+        retain_hours: u64,
+        /// The minimum without force.
+        min_hours: u64,
     },
     /// A table that does not exist yet.
     #[error("table {table} does not exist at {url}: run `berserkr lake init`")]

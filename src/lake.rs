@@ -1,6 +1,5 @@
 //! The [`Lakehouse`] handle: where the lake is, and how to reach its tables.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -8,6 +7,7 @@ use url::Url;
 
 use crate::catalog::{Catalog, TableId};
 use crate::error::{Error, Result};
+use crate::store::StorageOptions;
 
 /// App id of the application transaction that records the last migration applied to a table.
 pub const MIGRATIONS_APP_ID: &str = "berserkr.migrations";
@@ -20,7 +20,7 @@ pub const MIGRATIONS_APP_ID: &str = "berserkr.migrations";
 #[derive(Debug, Clone)]
 pub struct Lakehouse {
     root: Url,
-    storage_options: HashMap<String, String>,
+    storage_options: StorageOptions,
     catalog: Arc<Catalog>,
 }
 
@@ -28,9 +28,10 @@ impl Lakehouse {
     /// A handle on the lake at `location`: a URL (`file:///…`, `s3://bucket/prefix`) or a local
     /// path, relative to the working directory.
     pub fn open(location: &str) -> Result<Self> {
+        crate::store::register();
         Ok(Self {
             root: parse_location(location)?,
-            storage_options: HashMap::new(),
+            storage_options: StorageOptions::default(),
             catalog: Arc::new(Catalog::embedded()?),
         })
     }
@@ -41,10 +42,16 @@ impl Lakehouse {
         self
     }
 
-    /// Object-store options (credentials, endpoint) passed to every table.
-    pub fn with_storage_options(mut self, options: HashMap<String, String>) -> Self {
+    /// Object-store options (credentials, endpoint) passed to every table; they override the
+    /// `AWS_*` environment variables.
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
         self.storage_options = options;
         self
+    }
+
+    /// The object-store options of this lake.
+    pub fn storage_options(&self) -> &StorageOptions {
+        &self.storage_options
     }
 
     /// The lake's root URL (always ends with `/`).
@@ -72,14 +79,14 @@ impl Lakehouse {
     fn builder(&self, id: &TableId) -> Result<DeltaTableBuilder> {
         Ok(DeltaTableBuilder::from_url(self.table_url(id))
             .map_err(|e| Error::delta(id, e))?
-            .with_storage_options(self.storage_options.clone()))
+            .with_storage_options(self.storage_options.to_map()))
     }
 
     /// An object store rooted at the lake's root (for files beside the tables, such as pins).
     pub(crate) fn root_store(&self) -> Result<deltalake::logstore::ObjectStoreRef> {
         let builder = DeltaTableBuilder::from_url(self.root.clone())
             .map_err(|e| Error::delta(self.root.as_str(), e))?
-            .with_storage_options(self.storage_options.clone());
+            .with_storage_options(self.storage_options.to_map());
         let logstore = builder
             .build_storage()
             .map_err(|e| Error::delta(self.root.as_str(), e))?;

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod lake;
@@ -25,7 +26,9 @@ pub mod lzo;
 pub mod migrate;
 pub mod ml;
 pub mod ops;
+pub mod store;
 
 pub use catalog::{Catalog, TableId};
+pub use config::Config;
 pub use error::{Error, Result};
 pub use lake::Lakehouse;

@@ -58,6 +58,110 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Compact small files (or Z-order them); rows and versions are unchanged.
+    Optimize {
+        /// Only this table (default: every table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Z-order by these columns (comma-separated; needs --table), e.g. CustomerID,StockCode.
+        #[arg(long, value_delimiter = ',', requires = "table")]
+        zorder: Vec<String>,
+        /// Target file size (bytes, or with KiB/MiB/GiB) [default: delta.targetFileSize, 100 MiB].
+        #[arg(long, value_parser = parse_size)]
+        target_size: Option<u64>,
+        /// Memory the Z-order sort may hold before spilling to disk.
+        #[arg(long, value_parser = parse_size, default_value = "512MiB")]
+        memory: u64,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete files no version inside the retention needs (nor any pinned training snapshot).
+    Vacuum {
+        /// Only this table (default: every table).
+        #[arg(long)]
+        table: Option<String>,
+        /// Hours of history to keep; under 168 (seven days) needs --force.
+        #[arg(long, default_value_t = berserkr::ops::care::MIN_RETAIN_HOURS)]
+        retain: u64,
+        /// List what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention under seven days.
+        #[arg(long)]
+        force: bool,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The commits of a table, newest first.
+    History {
+        /// The table.
+        #[arg(long, default_value = DEFAULT_BRONZE)]
+        table: String,
+        /// At most this many commits.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a table's latest version hold what an earlier version held (a new commit).
+    Restore {
+        /// The table.
+        #[arg(long)]
+        table: String,
+        /// The version to restore.
+        #[arg(long)]
+        version: u64,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Version, files, rows, bytes, last checkpoint and small files of every table.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Sizes such as `134217728`, `128MiB`, `128MB`, `1GiB`, `512k`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 128MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn rows(r: Option<u64>) -> String {
+    r.map_or_else(|| "?".to_string(), |r| r.to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -120,8 +224,7 @@ fn print_silver(report: &berserkr::ops::refresh::RefreshReport) {
     }
 }
 
-pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
-    let lake = Lakehouse::open(location)?;
+pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
     match cmd {
         LakeCommand::Init { json } => {
             let report = lake.init().await?;
@@ -279,6 +382,22 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
                 .iter()
                 .filter(|d| matches!(d.status, DropStatus::Failed))
                 .collect();
+            if !json {
+                for c in &report.compacted {
+                    println!(
+                        "auto-compacted {}: {} files ({}) -> {} files ({}), version {}",
+                        c.table,
+                        c.before.files,
+                        human(c.before.bytes),
+                        c.after.files,
+                        human(c.after.bytes),
+                        c.version.map_or("unchanged".into(), |v| v.to_string())
+                    );
+                }
+                if let Some(e) = &report.compact_error {
+                    eprintln!("berserkr: warning: auto-compaction failed (the appends stand): {e}");
+                }
+            }
             Ok(if failed.is_empty() {
                 EXIT_OK
             } else if failed.iter().all(|d| d.bad_input) {
@@ -286,6 +405,172 @@ pub async fn run(location: &str, cmd: LakeCommand) -> anyhow::Result<u8> {
             } else {
                 EXIT_ERROR
             })
+        }
+        LakeCommand::Optimize {
+            table,
+            zorder,
+            target_size,
+            memory,
+            json,
+        } => {
+            let report = lake
+                .optimize()
+                .with_table(table)
+                .with_zorder(zorder)
+                .with_target_size(target_size)
+                .with_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for t in &report.tables {
+                    println!(
+                        "{:<32} {} files ({}, {} rows) -> {} files ({}, {} rows): {} rewritten into {}{} in {:.2} s",
+                        t.table,
+                        t.before.files,
+                        human(t.before.bytes),
+                        rows(t.before.rows),
+                        t.after.files,
+                        human(t.after.bytes),
+                        rows(t.after.rows),
+                        t.files_removed,
+                        t.files_added,
+                        t.version
+                            .map_or(", nothing to do".to_string(), |v| format!(" (version {v})")),
+                        t.seconds
+                    );
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::Vacuum {
+            table,
+            retain,
+            dry_run,
+            force,
+            json,
+        } => {
+            let report = match lake
+                .vacuum()
+                .with_table(table)
+                .with_retain_hours(retain)
+                .with_dry_run(dry_run)
+                .with_force(force)
+                .await
+            {
+                Ok(r) => r,
+                Err(e @ berserkr::Error::VacuumRefused { .. }) => {
+                    eprintln!("berserkr: {e}");
+                    return Ok(EXIT_ERROR);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let verb = if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                for t in &report.tables {
+                    println!("{:<32} {verb} {} files", t.table, t.files.len());
+                    if report.dry_run {
+                        for f in &t.files {
+                            println!("  {f}");
+                        }
+                    }
+                    if !t.pinned_versions.is_empty() {
+                        println!(
+                            "{:<32} kept versions pinned by models: {:?}",
+                            "", t.pinned_versions
+                        );
+                    }
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::History { table, limit, json } => {
+            let entries = lake.history(&table, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                println!(
+                    "{:>7}  {:<23}  {:<18}  details",
+                    "version", "time (UTC)", "operation"
+                );
+                for e in &entries {
+                    let time = e
+                        .timestamp
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .map_or("?".to_string(), |t| {
+                            t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+                        });
+                    let details = if e.berserkr.is_empty() {
+                        e.parameters.to_string()
+                    } else {
+                        serde_json::to_string(&e.berserkr)?
+                    };
+                    let details: String = details.chars().take(160).collect();
+                    println!(
+                        "{:>7}  {time:<23}  {:<18}  {details}",
+                        e.version, e.operation
+                    );
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::Restore {
+            table,
+            version,
+            json,
+        } => {
+            let r = lake.restore(&table, version).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}: restored version {} as version {} ({} files removed, {} restored)",
+                    r.table, r.restored_version, r.version, r.files_removed, r.files_restored
+                );
+                if !r.transactions.is_empty() {
+                    println!(
+                        "{}: {} application transactions set back (drops or source versions to read again)",
+                        r.table,
+                        r.transactions.len()
+                    );
+                }
+                for d in &r.downstream {
+                    println!("note: {d} is built from {} and was not changed", r.table);
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        LakeCommand::Status { json } => {
+            let status = lake.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "{:<34}{:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
+                    "table", "version", "files", "rows", "bytes", "small", "checkpoint"
+                );
+                for t in &status {
+                    match t.version {
+                        None => println!("{:<34}{:>8}", t.table, "-"),
+                        Some(v) => println!(
+                            "{:<34}{v:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
+                            t.table,
+                            t.files.files,
+                            rows(t.files.rows),
+                            human(t.files.bytes),
+                            t.files.small_files,
+                            t.last_checkpoint.map_or("-".to_string(), |c| c.to_string())
+                        ),
+                    }
+                }
+            }
+            Ok(EXIT_OK)
         }
     }
 }

@@ -176,8 +176,7 @@ fn print_manifest(m: &berserkr::ml::Manifest, dir: &std::path::Path, load: f64) 
     println!("wrote {}", dir.display());
 }
 
-pub async fn train(location: &str, args: TrainArgs) -> anyhow::Result<u8> {
-    let lake = Lakehouse::open(location)?;
+pub async fn train(lake: Lakehouse, args: TrainArgs) -> anyhow::Result<u8> {
     if let Some(manifest) = &args.reproduce {
         let r = lake.reproduce(manifest, &args.out).await?;
         if args.json {
@@ -244,8 +243,7 @@ pub async fn train(location: &str, args: TrainArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub async fn score(location: &str, args: ScoreArgs) -> anyhow::Result<u8> {
-    let lake = Lakehouse::open(location)?;
+pub async fn score(lake: Lakehouse, args: ScoreArgs) -> anyhow::Result<u8> {
     let mut b = lake.score(&args.model).with_cutoff(args.cutoff);
     if let Some(v) = args.version {
         b = b.with_at(At::Version(v));

@@ -20,9 +20,15 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "berserkr", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// The lake: a local folder or a URL (file://, s3://).
-    #[arg(long, global = true, env = "BERSERKR_LAKE", default_value = "./lake")]
-    lake: String,
+    /// The lake: a local folder or a URL (file://, s3://) [default: the config's `lake`, else
+    /// ./lake].
+    #[arg(long, global = true, env = "BERSERKR_LAKE")]
+    lake: Option<String>,
+
+    /// Configuration file: `lake = "..."` and a `[storage]` table of object-store options
+    /// (aws_endpoint, aws_region, aws_access_key_id, ...) [default: ./berserkr.toml if present].
+    #[arg(long, global = true, env = "BERSERKR_CONFIG")]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -47,11 +53,18 @@ enum Command {
 
 /// Runs the parsed command line and returns the exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    let lake = || open_lake(cli.lake.as_deref(), cli.config.as_deref());
     let result = match cli.command {
         Command::Lzo(cmd) => lzo::run(cmd),
-        Command::Lake(cmd) => runtime().and_then(|rt| rt.block_on(lake::run(&cli.lake, cmd))),
-        Command::Train(args) => runtime().and_then(|rt| rt.block_on(ml::train(&cli.lake, args))),
-        Command::Score(args) => runtime().and_then(|rt| rt.block_on(ml::score(&cli.lake, args))),
+        Command::Lake(cmd) => {
+            lake().and_then(|l| runtime().and_then(|rt| rt.block_on(lake::run(l, cmd))))
+        }
+        Command::Train(args) => {
+            lake().and_then(|l| runtime().and_then(|rt| rt.block_on(ml::train(l, args))))
+        }
+        Command::Score(args) => {
+            lake().and_then(|l| runtime().and_then(|rt| rt.block_on(ml::score(l, args))))
+        }
         Command::Model(cmd) => runtime().and_then(|rt| rt.block_on(ml::model(cmd))),
     };
     match result {
@@ -61,6 +74,23 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The lake named by `--lake` (or BERSERKR_LAKE), else by the config file, else `./lake`; with
+/// the config file's storage options. An explicit `--config` must exist; `./berserkr.toml` is
+/// read when present.
+fn open_lake(
+    lake: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<berserkr::Lakehouse> {
+    let default = std::path::Path::new(berserkr::config::FILE_NAME);
+    let config = match config {
+        Some(path) => berserkr::Config::load(path)?,
+        None if default.is_file() => berserkr::Config::load(default)?,
+        None => berserkr::Config::default(),
+    };
+    let location = lake.or(config.lake.as_deref()).unwrap_or("./lake");
+    Ok(berserkr::Lakehouse::open(location)?.with_storage_options(config.storage))
 }
 
 /// The error and its causes on one line, without the repeats delta-rs messages carry.

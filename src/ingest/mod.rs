@@ -12,6 +12,7 @@
 mod csv;
 mod json;
 mod layout;
+mod source;
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -22,6 +23,7 @@ use deltalake::arrow::array::ArrayRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
 pub use layout::DropLayout;
+pub use source::{DropSource, resolve_sources, sha256};
 
 use crate::error::{Error, Result};
 use crate::lzo::LzopDecoder;

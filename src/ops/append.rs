@@ -9,20 +9,22 @@
 //! is repaired by simply running the append again.
 
 use std::future::{Future, IntoFuture};
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
-use crate::ingest::{Chunk, DropFormat, DropLayout, DropMeta, DropStats, read_drop};
+use crate::ingest::{
+    Chunk, DropFormat, DropLayout, DropMeta, DropSource, DropStats, read_drop, resolve_sources,
+};
 use crate::lake::Lakehouse;
-use crate::ops::target::{PARALLEL_WRITE_BYTES, Target, WriterPool, abort_all, close_all, discard};
+use crate::ops::target::{
+    Committed, PARALLEL_WRITE_BYTES, Target, WriterPool, abort_all, close_all, discard,
+};
 
 /// The bronze table `lake append` writes to unless told otherwise.
 pub const DEFAULT_BRONZE: &str = "bronze.online_retail";
@@ -93,6 +95,12 @@ pub struct AppendReport {
     pub rejects: u64,
     /// Every drop, in processing order.
     pub drops: Vec<DropReport>,
+    /// Compactions run after the appends (tables whose `berserkr.autoCompact.minFiles` was
+    /// reached).
+    pub compacted: Vec<crate::ops::care::OptimizeTableReport>,
+    /// Why auto-compaction failed, if it did (the appends stand; `lake optimize` can be run
+    /// later).
+    pub compact_error: Option<String>,
 }
 
 /// Progress of an append, for a progress bar.
@@ -131,7 +139,8 @@ pub struct AppendBuilder {
 }
 
 impl Lakehouse {
-    /// Appends the drops named by `sources` (files, folders, glob patterns) to bronze.
+    /// Appends the drops named by `sources` (files, folders, glob patterns, object-store URLs
+    /// such as `s3://bucket/drops/2011-12-*.csv.lzo`) to bronze.
     pub fn append<S: Into<String>>(&self, sources: impl IntoIterator<Item = S>) -> AppendBuilder {
         AppendBuilder {
             lake: self.clone(),
@@ -193,7 +202,7 @@ impl AppendBuilder {
         let mut bronze = Target::open(&self.lake, &bronze_id).await?;
         let mut rejects = Target::open(&self.lake, &rejects_id).await?;
 
-        let drops = resolve_sources(&self.sources)?;
+        let drops = resolve_sources(&self.sources, self.lake.storage_options()).await?;
         let notify = |p: AppendProgress| {
             if let Some(f) = &self.progress {
                 f(&p);
@@ -201,14 +210,14 @@ impl AppendBuilder {
         };
         notify(AppendProgress::Planned {
             drops: drops.len(),
-            bytes: drops.iter().map(|d| d.1).sum(),
+            bytes: drops.iter().map(|d| d.bytes).sum(),
         });
 
         let version_before = bronze.version();
         let mut reports = Vec::with_capacity(drops.len());
         let mut stop = false;
-        for (path, bytes) in drops {
-            let file = file_url(&path);
+        for drop in drops {
+            let (file, bytes) = (drop.url.clone(), drop.bytes);
             if stop {
                 reports.push(DropReport::new(file, bytes, DropStatus::NotAttempted));
                 continue;
@@ -219,13 +228,8 @@ impl AppendBuilder {
             } else {
                 1
             });
-            let drop = DropFile {
-                path: &path,
-                file: &file,
-                bytes,
-            };
             let report = match ingest_one(
-                drop,
+                &drop,
                 &layout,
                 self.format,
                 writers,
@@ -251,7 +255,21 @@ impl AppendBuilder {
             reports.push(report);
         }
         let count = |s| reports.iter().filter(|r| r.status == s).count();
+        let (mut compacted, mut compact_error) = (Vec::new(), None);
+        if count(DropStatus::Added) > 0 {
+            for id in [&bronze_id, &rejects_id] {
+                match crate::ops::care::auto_compact(&self.lake, id).await {
+                    Ok(Some(r)) => compacted.push(r),
+                    Ok(None) => {}
+                    Err(e) => {
+                        compact_error.get_or_insert(crate::error::display_chain(&e));
+                    }
+                }
+            }
+        }
         Ok(AppendReport {
+            compacted,
+            compact_error,
             table: bronze_id.to_string(),
             rejects_table: rejects_id.to_string(),
             version_before,
@@ -292,25 +310,19 @@ impl DropReport {
     }
 }
 
-/// One drop to ingest: where it is, its URL, its size.
-struct DropFile<'a> {
-    path: &'a Path,
-    file: &'a str,
-    bytes: u64,
-}
-
 async fn ingest_one(
-    drop: DropFile<'_>,
+    drop: &DropSource,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
     writers: usize,
     bronze: &mut Target,
     rejects: &mut Target,
 ) -> Result<DropReport> {
-    let DropFile { path, file, bytes } = drop;
+    let (file, bytes) = (drop.url.as_str(), drop.bytes);
     let sha256 = {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || sha256_file(&path))
+        let mut reader = drop.reader()?;
+        let url = drop.url.clone();
+        tokio::task::spawn_blocking(move || crate::ingest::sha256(&mut reader, &url))
             .await
             .map_err(|e| Error::Task(e.to_string()))??
     };
@@ -331,12 +343,10 @@ async fn ingest_one(
     // Parse on the blocking pool; write the chunks here as they come.
     let (tx, mut rx) = mpsc::channel::<Chunk>(2);
     let parse = {
-        let path = path.to_path_buf();
+        let reader = drop.reader()?;
         let layout = layout.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<DropStats> {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
-            let reader = std::io::BufReader::with_capacity(1 << 20, f);
             read_drop(reader, &meta, &layout, format, |chunk| {
                 tx.blocking_send(chunk)
                     .map_err(|_| Error::Task("the Parquet writer stopped".into()))
@@ -406,91 +416,25 @@ async fn ingest_one(
         if rejects.has_txn(&app_id).await? {
             // Committed by an earlier run that died before its bronze commit.
             discard(rejects, &rejects_adds).await;
-        } else {
-            rejects
-                .commit_append(rejects_adds, &app_id, 1, "berserkr.drop", metadata.clone())
-                .await?;
+        } else if let Err(e) = rejects
+            .commit_append(rejects_adds, &app_id, 1, "berserkr.drop", metadata.clone())
+            .await
+        {
+            discard(bronze, &bronze_adds).await;
+            return Err(e);
         }
     }
-    let version = bronze
+    let version = match bronze
         .commit_append(bronze_adds, &app_id, 1, "berserkr.drop", metadata)
-        .await?;
+        .await?
+    {
+        Committed::Version(v) => v,
+        // A concurrent writer landed the same drop: it is in the table once, by that writer.
+        Committed::AlreadyThere => return Ok(report),
+    };
     report.status = DropStatus::Added;
     report.rows = stats.rows;
     report.rejects = stats.rejects;
     report.version = Some(version);
     Ok(report)
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path.display(), e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Expands files, folders (their `*.lzo` files) and glob patterns, sorted, without duplicates.
-pub fn resolve_sources(sources: &[String]) -> Result<Vec<(PathBuf, u64)>> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for s in sources {
-        if s.contains("://") && !s.starts_with("file://") {
-            return Err(Error::Usage(format!(
-                "{s}: only local drops are supported for now"
-            )));
-        }
-        let s = s.strip_prefix("file://").unwrap_or(s);
-        let p = Path::new(s);
-        if s.contains(['*', '?', '[']) {
-            let mut matched: Vec<PathBuf> = glob::glob(s)
-                .map_err(|e| Error::Usage(format!("{s}: bad pattern: {e}")))?
-                .filter_map(|r| r.ok())
-                .filter(|p| p.is_file())
-                .collect();
-            if matched.is_empty() {
-                return Err(Error::Usage(format!("no drops match {s}")));
-            }
-            matched.sort();
-            out.extend(matched);
-        } else if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(p.display(), e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "lzo"))
-                .collect();
-            if found.is_empty() {
-                return Err(Error::Usage(format!("no .lzo drops in {s}")));
-            }
-            found.sort();
-            out.extend(found);
-        } else {
-            std::fs::metadata(p).map_err(|e| Error::io(p.display(), e))?;
-            out.push(p.to_path_buf());
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut result = Vec::new();
-    for p in out {
-        let abs = std::fs::canonicalize(&p).map_err(|e| Error::io(p.display(), e))?;
-        if seen.insert(abs.clone()) {
-            let len = std::fs::metadata(&abs)
-                .map_err(|e| Error::io(abs.display(), e))?
-                .len();
-            result.push((abs, len));
-        }
-    }
-    Ok(result)
-}
-
-fn file_url(path: &Path) -> String {
-    url::Url::from_file_path(path)
-        .map(|u| u.to_string())
-        .unwrap_or_else(|()| path.display().to_string())
 }

@@ -2,6 +2,7 @@
 //! (`lake.append(paths).with_keep_going(true).await`).
 
 pub mod append;
+pub mod care;
 pub mod gold;
 pub mod refresh;
 mod target;

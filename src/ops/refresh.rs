@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::catalog::{ExpectationAction, ExpectationSpec, TableId, TableSpec};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
-use crate::ops::target::Target;
+use crate::ops::target::{Committed, Target};
 
 /// What happened to one silver table.
 #[derive(Debug, Clone, Serialize)]
@@ -369,10 +369,15 @@ impl Lakehouse {
             let schema = o.spec.arrow_schema();
             let batches = conform(batches, &schema, &o.spec.id())?;
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            let version = o
+            // Another refresh that committed the same range meanwhile did this work already.
+            let (version, rows) = match o
                 .target
                 .append_batches(batches, app_id, to as i64, "berserkr.refresh", meta(rows))
-                .await?;
+                .await?
+            {
+                Committed::Version(v) => (Some(v), rows),
+                Committed::AlreadyThere => (None, 0),
+            };
             o.processed = Some(to);
             report.tables.push(TableRefresh {
                 table: o.spec.id().to_string(),
@@ -380,7 +385,7 @@ impl Lakehouse {
                 from_source_version: from,
                 to_source_version: to,
                 rows,
-                version: Some(version),
+                version,
             });
         }
         Ok(counts)

@@ -53,7 +53,7 @@ impl Target {
     }
 
     pub(crate) async fn has_txn(&self, app_id: &str) -> Result<bool> {
-        Ok(self.txn_version(app_id).await?.is_some())
+        Ok(self.txn_version(app_id).await?.is_some_and(|v| v > 0))
     }
 
     /// Version of an application transaction in the table's log.
@@ -104,6 +104,14 @@ impl Target {
 
     /// Commits `adds` as one append carrying the application transaction `app_id` at
     /// `txn_version` and `metadata` under `key` in the commit info.
+    ///
+    /// Concurrent writers are expected: delta-rs resolves a lost race against commits that do
+    /// not conflict (other appends) a few times at once; when the table keeps moving, this
+    /// waits with exponential backoff and full jitter, refreshes the snapshot and tries again,
+    /// up to [`COMMIT_ATTEMPTS`] rounds. When another writer committed the same application
+    /// transaction meanwhile (the same drop), the files are deleted and
+    /// [`Committed::AlreadyThere`] is returned. On every error the files are deleted: a writer
+    /// that gives up leaves nothing behind but what vacuum would remove anyway.
     pub(crate) async fn commit_append(
         &mut self,
         adds: Vec<Add>,
@@ -111,25 +119,66 @@ impl Target {
         txn_version: i64,
         key: &str,
         metadata: serde_json::Value,
-    ) -> Result<u64> {
-        let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id, txn_version))
-            .with_metadata([(key.to_string(), metadata)]);
-        let finalized = CommitBuilder::from(props)
-            .with_actions(adds.into_iter().map(Action::Add).collect())
-            .build(
-                Some(&self.state),
-                self.log_store.clone(),
-                DeltaOperation::Write {
-                    mode: SaveMode::Append,
-                    partition_by: None,
-                    predicate: None,
-                },
-            )
-            .await
-            .map_err(|e| Error::delta(&self.id, e))?;
-        self.state = finalized.snapshot();
-        Ok(finalized.version())
+    ) -> Result<Committed> {
+        let mut last_error = String::new();
+        let before = self.txn_version(app_id).await?;
+        let attempts = commit_attempts();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+                if let Err(e) = self.state.update(self.log_store.as_ref(), None).await {
+                    discard(self, &adds).await;
+                    return Err(Error::delta(&self.id, e));
+                }
+                let now = self.txn_version(app_id).await?;
+                if now != before {
+                    discard(self, &adds).await;
+                    if now >= Some(txn_version) {
+                        return Ok(Committed::AlreadyThere);
+                    }
+                    return Err(Error::CommitGaveUp {
+                        table: self.id.to_string(),
+                        attempts: attempt,
+                        last_error: format!(
+                            "another writer moved {app_id} from {before:?} to {now:?} meanwhile"
+                        ),
+                    });
+                }
+            }
+            let props = CommitProperties::default()
+                .with_application_transaction(Transaction::new(app_id, txn_version))
+                .with_metadata([(key.to_string(), metadata.clone())]);
+            let result = CommitBuilder::from(props)
+                .with_max_retries(COMMIT_RETRIES_PER_ATTEMPT)
+                .with_actions(adds.iter().cloned().map(Action::Add).collect())
+                .build(
+                    Some(&self.state),
+                    self.log_store.clone(),
+                    DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                )
+                .await;
+            match result {
+                Ok(finalized) => {
+                    self.state = finalized.snapshot();
+                    return Ok(Committed::Version(finalized.version()));
+                }
+                Err(e) if is_retryable(&e) => last_error = e.to_string(),
+                Err(e) => {
+                    discard(self, &adds).await;
+                    return Err(Error::delta(&self.id, e));
+                }
+            }
+        }
+        discard(self, &adds).await;
+        Err(Error::CommitGaveUp {
+            table: self.id.to_string(),
+            attempts,
+            last_error,
+        })
     }
 
     /// Writes `batches` to new files and commits them as one append (see [`Self::commit_append`]);
@@ -141,7 +190,7 @@ impl Target {
         txn_version: i64,
         key: &str,
         metadata: serde_json::Value,
-    ) -> Result<u64> {
+    ) -> Result<Committed> {
         let mut writer = self.writer();
         for b in &batches {
             if b.num_rows() == 0 {
@@ -158,6 +207,55 @@ impl Target {
             .map_err(|e| Error::delta(&self.id, e))?;
         self.commit_append(adds, app_id, txn_version, key, metadata)
             .await
+    }
+}
+
+/// What [`Target::commit_append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Committed as this version.
+    Version(u64),
+    /// Another writer committed the same application transaction; nothing was added.
+    AlreadyThere,
+}
+
+/// Rounds of commit attempts (each with delta-rs's own immediate retries) before giving up.
+pub(crate) const COMMIT_ATTEMPTS: u32 = 12;
+
+/// Environment variable overriding [`COMMIT_ATTEMPTS`] (for very busy tables, or to see a
+/// writer give up).
+pub(crate) const COMMIT_ATTEMPTS_ENV: &str = "BERSERKR_COMMIT_ATTEMPTS";
+
+fn commit_attempts() -> u32 {
+    std::env::var(COMMIT_ATTEMPTS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(COMMIT_ATTEMPTS)
+}
+/// Immediate retries delta-rs makes within one round, after checking for conflicts.
+const COMMIT_RETRIES_PER_ATTEMPT: usize = 4;
+
+/// Full-jitter exponential backoff: uniform in [0, min(4 s, 50 ms * 2^attempt)].
+fn backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let cap_ms = (50u64 << attempt.min(10)).min(4_000);
+    std::time::Duration::from_millis(rand::rng().random_range(0..=cap_ms))
+}
+
+/// Lost races worth another round: the version was taken, the immediate retries ran out, or a
+/// concurrent transaction with the same application id won (the next round sees it).
+fn is_retryable(e: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    match e {
+        DeltaTableError::VersionAlreadyExists(_) => true,
+        DeltaTableError::Transaction { source } => matches!(
+            source,
+            TransactionError::VersionAlreadyExists(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::CommitConflict(_)
+        ),
+        _ => false,
     }
 }
 

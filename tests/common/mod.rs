@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod s3;
+
 /// Runs Debian's `lzop` with `args`, feeding `input` on stdin, and returns stdout.
 /// Panics with a clear message when lzop is missing: CI installs it (`make test` does).
 pub fn lzop(args: &[&str], input: &[u8]) -> Vec<u8> {

@@ -1,0 +1,744 @@
+//! Table care: `optimize`, `vacuum`, `history`, `restore` and `status`, on one table or every
+//! table of the lake, on a local folder or an object store alike.
+//!
+//! Each operation is delta-rs's own (so the commits are the ones Spark and Trino expect), with
+//! berserkr's guards around it: vacuum refuses a retention under seven days and keeps every
+//! version a trained model is pinned to; restore also rolls back the application transactions
+//! (which drops are in bronze, which bronze version silver has read), so the tables and the
+//! markers that make appends and refreshes exactly-once keep telling the same story.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::{Future, IntoFuture};
+use std::num::NonZeroU64;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::logstore::object_store::path::Path as ObjectPath;
+use deltalake::operations::optimize::OptimizeType;
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::table::config::TablePropertiesExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+use crate::lake::Lakehouse;
+
+/// Vacuum refuses to keep less history than this without `force` (Delta's own default).
+pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
+
+/// Table property: when an append or refresh leaves at least this many small files (files that
+/// compaction would merge), they are compacted right away. Absent or 0: never.
+pub const AUTO_COMPACT_PROPERTY: &str = "berserkr.autoCompact.minFiles";
+
+/// Memory the Z-order sort may hold before it spills to disk.
+const OPTIMIZE_MEMORY: usize = 512 * 1024 * 1024;
+
+/// The files of a table snapshot.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FileStats {
+    /// Data files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Rows, from the files' statistics (`None` when a file has none).
+    pub rows: Option<u64>,
+    /// Files below the target size that share a partition with another such file: what
+    /// compaction would merge.
+    pub small_files: u64,
+}
+
+fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    let target = state.table_config().target_file_size().get();
+    let mut stats = FileStats {
+        rows: Some(0),
+        ..FileStats::default()
+    };
+    let mut small: BTreeMap<Vec<(String, Option<String>)>, u64> = BTreeMap::new();
+    for f in state.log_data().iter() {
+        let size = u64::try_from(f.size()).unwrap_or(0);
+        stats.files += 1;
+        stats.bytes += size;
+        stats.rows = match (stats.rows, f.num_records()) {
+            (Some(r), Some(n)) => Some(r + n as u64),
+            _ => None,
+        };
+        if size < target {
+            let mut key: Vec<_> = f.partition_values_map().into_iter().collect();
+            key.sort();
+            *small.entry(key).or_default() += 1;
+        }
+    }
+    stats.small_files = small.values().filter(|&&n| n > 1).sum();
+    Ok(stats)
+}
+
+/// The tables an operation applies to: the one named, or every declared table that exists.
+async fn targets(lake: &Lakehouse, table: Option<&str>) -> Result<Vec<(TableId, DeltaTable)>> {
+    let ids: Vec<TableId> = match table {
+        Some(t) => {
+            let id: TableId = t.parse()?;
+            lake.catalog().table(&id)?;
+            vec![id]
+        }
+        None => lake.catalog().tables().map(|t| t.id()).collect(),
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        match lake.try_table(&id).await? {
+            Some(t) => out.push((id, t)),
+            None if table.is_some() => {
+                return Err(Error::TableMissing {
+                    table: id.to_string(),
+                    url: lake.table_url(&id).to_string(),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// optimize
+
+/// What optimize did to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizeTableReport {
+    /// The table.
+    pub table: String,
+    /// Its version before.
+    pub version_before: u64,
+    /// The version optimize committed (`None`: nothing to do).
+    pub version: Option<u64>,
+    /// Files before.
+    pub before: FileStats,
+    /// Files after.
+    pub after: FileStats,
+    /// Files rewritten.
+    pub files_removed: u64,
+    /// Files written.
+    pub files_added: u64,
+    /// Z-order columns, if any.
+    pub zorder: Vec<String>,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+/// What `lake optimize` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizeReport {
+    /// One entry per table.
+    pub tables: Vec<OptimizeTableReport>,
+}
+
+/// Builder for `lake optimize` (see [`Lakehouse::optimize`]).
+pub struct OptimizeBuilder {
+    lake: Lakehouse,
+    table: Option<String>,
+    zorder: Vec<String>,
+    target_size: Option<u64>,
+    memory: usize,
+}
+
+impl Lakehouse {
+    /// Compacts small files into files of the target size (the table's `delta.targetFileSize`,
+    /// 100 MiB by default), or rewrites them in Z-order. Rows and versions are unchanged; only
+    /// the files change (`dataChange = false`, so streaming readers skip the commit).
+    pub fn optimize(&self) -> OptimizeBuilder {
+        OptimizeBuilder {
+            lake: self.clone(),
+            table: None,
+            zorder: Vec::new(),
+            target_size: None,
+            memory: OPTIMIZE_MEMORY,
+        }
+    }
+}
+
+impl OptimizeBuilder {
+    /// Only this table (default: every table).
+    pub fn with_table(mut self, table: Option<String>) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// Z-order by these columns instead of plain compaction (needs one table).
+    pub fn with_zorder(mut self, columns: Vec<String>) -> Self {
+        self.zorder = columns;
+        self
+    }
+
+    /// Target file size in bytes.
+    pub fn with_target_size(mut self, bytes: Option<u64>) -> Self {
+        self.target_size = bytes;
+        self
+    }
+
+    /// Memory the Z-order sort may use before spilling to disk (default 512 MiB).
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory = bytes;
+        self
+    }
+
+    async fn execute(self) -> Result<OptimizeReport> {
+        if !self.zorder.is_empty() && self.table.is_none() {
+            return Err(Error::Usage(
+                "Z-order needs one table (--table): its columns differ from table to table".into(),
+            ));
+        }
+        let mut tables = Vec::new();
+        for (id, table) in targets(&self.lake, self.table.as_deref()).await? {
+            if !self.zorder.is_empty() {
+                let spec = self.lake.catalog().table(&id)?;
+                for c in &self.zorder {
+                    if !spec.columns.iter().any(|s| &s.name == c) {
+                        return Err(Error::Usage(format!(
+                            "{id} has no column {c:?} to Z-order by"
+                        )));
+                    }
+                    if spec.partition_by.contains(c) {
+                        return Err(Error::Usage(format!(
+                            "{id}: {c:?} is a partition column; Z-order by data columns"
+                        )));
+                    }
+                }
+            }
+            tables.push(
+                optimize_table(
+                    &id,
+                    table,
+                    &self.zorder,
+                    self.target_size,
+                    self.memory,
+                    json!({"reason": "requested"}),
+                )
+                .await?,
+            );
+        }
+        Ok(OptimizeReport { tables })
+    }
+}
+
+async fn optimize_table(
+    id: &TableId,
+    table: DeltaTable,
+    zorder: &[String],
+    target_size: Option<u64>,
+    memory: usize,
+    why: Value,
+) -> Result<OptimizeTableReport> {
+    let started = Instant::now();
+    let before = file_stats(&table, id)?;
+    let version_before = table.version().unwrap_or(0);
+    let session =
+        deltalake::delta_datafusion::create_session_state_with_spill_config(Some(memory), None);
+    let mut builder = table
+        .optimize()
+        .with_type(if zorder.is_empty() {
+            OptimizeType::Compact
+        } else {
+            OptimizeType::ZOrder(zorder.to_vec())
+        })
+        .with_max_concurrent_tasks(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .with_session_state(Arc::new(session))
+        .with_commit_properties(
+            CommitProperties::default().with_metadata([("berserkr.optimize".to_string(), why)]),
+        );
+    if let Some(t) = target_size {
+        let t = NonZeroU64::new(t)
+            .ok_or_else(|| Error::Usage("the target file size must be above 0".into()))?;
+        builder = builder.with_target_size(t);
+    }
+    let (table, metrics) = builder.await.map_err(|e| Error::delta(id, e))?;
+    let version = table.version().unwrap_or(0);
+    Ok(OptimizeTableReport {
+        table: id.to_string(),
+        version_before,
+        version: (version != version_before).then_some(version),
+        after: file_stats(&table, id)?,
+        before,
+        files_removed: metrics.num_files_removed,
+        files_added: metrics.num_files_added,
+        zorder: zorder.to_vec(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Compacts `id` when its [`AUTO_COMPACT_PROPERTY`] asks for it and enough small files have
+/// gathered; `None` when nothing was done.
+pub(crate) async fn auto_compact(
+    lake: &Lakehouse,
+    id: &TableId,
+) -> Result<Option<OptimizeTableReport>> {
+    let Some(table) = lake.try_table(id).await? else {
+        return Ok(None);
+    };
+    let min_files = table
+        .snapshot()
+        .map_err(|e| Error::delta(id, e))?
+        .metadata()
+        .configuration()
+        .get(AUTO_COMPACT_PROPERTY)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if min_files == 0 {
+        return Ok(None);
+    }
+    let small = file_stats(&table, id)?.small_files;
+    if small < min_files {
+        return Ok(None);
+    }
+    optimize_table(
+        id,
+        table,
+        &[],
+        None,
+        OPTIMIZE_MEMORY,
+        json!({"reason": "auto-compact", "small_files": small, "min_files": min_files}),
+    )
+    .await
+    .map(Some)
+}
+
+// ------------------------------------------------------------------------------------------------
+// vacuum
+
+/// What vacuum did (or would do) to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct VacuumTableReport {
+    /// The table.
+    pub table: String,
+    /// Files deleted (or, in a dry run, that would be).
+    pub files: Vec<String>,
+    /// Versions kept whole because a trained model is pinned to them.
+    pub pinned_versions: Vec<u64>,
+}
+
+/// What `lake vacuum` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct VacuumReport {
+    /// Nothing was deleted.
+    pub dry_run: bool,
+    /// History kept, in hours.
+    pub retain_hours: u64,
+    /// One entry per table.
+    pub tables: Vec<VacuumTableReport>,
+}
+
+/// Builder for `lake vacuum` (see [`Lakehouse::vacuum`]).
+pub struct VacuumBuilder {
+    lake: Lakehouse,
+    table: Option<String>,
+    retain_hours: u64,
+    dry_run: bool,
+    force: bool,
+}
+
+impl Lakehouse {
+    /// Deletes files no version inside the retention period needs: files removed from the
+    /// table longer ago than that, and files no commit ever added (a writer that died), once
+    /// older than the retention. Files of versions a trained model is pinned to
+    /// ([`crate::ml::pins`]) are kept whatever their age.
+    pub fn vacuum(&self) -> VacuumBuilder {
+        VacuumBuilder {
+            lake: self.clone(),
+            table: None,
+            retain_hours: MIN_RETAIN_HOURS,
+            dry_run: false,
+            force: false,
+        }
+    }
+}
+
+impl VacuumBuilder {
+    /// Only this table (default: every table).
+    pub fn with_table(mut self, table: Option<String>) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// Hours of history to keep (default 168, seven days).
+    pub fn with_retain_hours(mut self, hours: u64) -> Self {
+        self.retain_hours = hours;
+        self
+    }
+
+    /// Report what would be deleted, delete nothing.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Allow a retention under seven days (and under the table's
+    /// `delta.deletedFileRetentionDuration`): readers and writers still working on an older
+    /// version may fail.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    async fn execute(self) -> Result<VacuumReport> {
+        if self.retain_hours < MIN_RETAIN_HOURS && !self.force {
+            return Err(Error::VacuumRefused {
+                retain_hours: self.retain_hours,
+                min_hours: MIN_RETAIN_HOURS,
+            });
+        }
+        let pins = crate::ml::pins(&self.lake).await?;
+        let mut tables = Vec::new();
+        for (id, table) in targets(&self.lake, self.table.as_deref()).await? {
+            let pinned: BTreeSet<u64> = pins
+                .iter()
+                .filter(|p| p.table == id.to_string())
+                .map(|p| p.version)
+                .collect();
+            let keep: Vec<u64> = pinned.iter().copied().collect();
+            let retention =
+                chrono::Duration::hours(i64::try_from(self.retain_hours).map_err(|_| {
+                    Error::Usage(format!(
+                        "retention of {} hours is too long",
+                        self.retain_hours
+                    ))
+                })?);
+            let (_, metrics) = table
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(!self.force)
+                .with_keep_versions(&keep)
+                .with_mode(VacuumMode::Full)
+                .with_dry_run(self.dry_run)
+                .with_commit_properties(CommitProperties::default().with_metadata([(
+                    "berserkr.vacuum".to_string(),
+                    json!({"retain_hours": self.retain_hours, "pinned_versions": keep, "forced": self.force}),
+                )]))
+                .await
+                .map_err(|e| Error::delta(&id, e))?;
+            let mut files = metrics.files_deleted;
+            files.sort();
+            tables.push(VacuumTableReport {
+                table: id.to_string(),
+                files,
+                pinned_versions: keep,
+            });
+        }
+        Ok(VacuumReport {
+            dry_run: self.dry_run,
+            retain_hours: self.retain_hours,
+            tables,
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// history
+
+/// One commit of a table's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// The version the commit made.
+    pub version: u64,
+    /// Commit time (milliseconds since the epoch), when recorded.
+    pub timestamp: Option<i64>,
+    /// Delta's operation name (WRITE, OPTIMIZE, VACUUM END, RESTORE, ...).
+    pub operation: String,
+    /// The operation's parameters.
+    pub parameters: Value,
+    /// The operation's metrics, when recorded.
+    pub metrics: Value,
+    /// berserkr's own commit metadata (the drop, the refresh, the migration, ...).
+    pub berserkr: BTreeMap<String, Value>,
+    /// The engine that wrote the commit.
+    pub engine: Option<String>,
+}
+
+impl Lakehouse {
+    /// The last `limit` commits of a table (all that the log still holds when `None`), newest
+    /// first.
+    pub async fn history(&self, table: &str, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
+        let id: TableId = table.parse()?;
+        let table = self.table(&id).await?;
+        let latest = table.version().unwrap_or(0);
+        let log_store = table.log_store();
+        let mut out = Vec::new();
+        for version in (0..=latest).rev() {
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let Some(bytes) = log_store
+                .read_commit_entry(version)
+                .await
+                .map_err(|e| Error::delta(&id, e))?
+            else {
+                break; // older commits were cleaned up (delta.logRetentionDuration)
+            };
+            let info = commit_actions(&bytes, &id, version)?
+                .into_iter()
+                .find_map(|mut a| a.get_mut("commitInfo").map(Value::take))
+                .unwrap_or(Value::Null);
+            let berserkr = info
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| k.starts_with("berserkr"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(HistoryEntry {
+                version,
+                timestamp: info.get("timestamp").and_then(Value::as_i64),
+                operation: info
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or("UNKNOWN")
+                    .to_string(),
+                parameters: info
+                    .get("operationParameters")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                metrics: info.get("operationMetrics").cloned().unwrap_or(Value::Null),
+                berserkr,
+                engine: info
+                    .get("engineInfo")
+                    .or_else(|| info.get("clientVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The actions of one commit file (newline-delimited JSON).
+fn commit_actions(bytes: &[u8], id: &TableId, version: u64) -> Result<Vec<Value>> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|l| {
+            serde_json::from_slice(l).map_err(|e| {
+                Error::Usage(format!(
+                    "{id} version {version}: commit file is not JSON lines: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// restore
+
+/// What `lake restore` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The table.
+    pub table: String,
+    /// The version whose state was restored.
+    pub restored_version: u64,
+    /// The version before.
+    pub version_before: u64,
+    /// The version the restore committed.
+    pub version: u64,
+    /// Files removed from the table.
+    pub files_removed: u64,
+    /// Files added back.
+    pub files_restored: u64,
+    /// Application transactions set back to their value at the restored version (app id ->
+    /// version; 0 means "never").
+    pub transactions: BTreeMap<String, i64>,
+    /// Tables refreshed from this one, which the restore does not change.
+    pub downstream: Vec<String>,
+}
+
+impl Lakehouse {
+    /// Makes the latest version of `table` hold what version `version` held: the same files,
+    /// schema and properties, as a new commit (history is kept; time travel to the versions
+    /// in between still works). The application transactions committed since are set back
+    /// too, so drops removed from bronze can be appended again, and a silver table restored
+    /// to before some bronze versions reads them again at the next refresh.
+    pub async fn restore(&self, table: &str, version: u64) -> Result<RestoreReport> {
+        let id: TableId = table.parse()?;
+        self.catalog().table(&id)?;
+        let current = self.table(&id).await?;
+        let latest = current.version().unwrap_or(0);
+        if version >= latest {
+            return Err(Error::Usage(format!(
+                "{id} is at version {latest}: restore needs an earlier version than that"
+            )));
+        }
+        let target = self.table_at(&id, &crate::ml::At::Version(version)).await?;
+        let log_store = current.log_store();
+        // Every application id a commit after `version` touched, and its value back then.
+        let mut app_ids = BTreeSet::new();
+        for v in version + 1..=latest {
+            let bytes = log_store
+                .read_commit_entry(v)
+                .await
+                .map_err(|e| Error::delta(&id, e))?
+                .ok_or_else(|| Error::Usage(format!("{id}: commit {v} is missing from the log")))?;
+            for a in commit_actions(&bytes, &id, v)? {
+                if let Some(app) = a.pointer("/txn/appId").and_then(Value::as_str) {
+                    app_ids.insert(app.to_string());
+                }
+            }
+        }
+        let then = target.snapshot().map_err(|e| Error::delta(&id, e))?;
+        let now = current.snapshot().map_err(|e| Error::delta(&id, e))?;
+        let mut transactions = BTreeMap::new();
+        for app in app_ids {
+            let old = then
+                .transaction_version(log_store.as_ref(), &app)
+                .await
+                .map_err(|e| Error::delta(&id, e))?
+                .unwrap_or(0);
+            let new = now
+                .transaction_version(log_store.as_ref(), &app)
+                .await
+                .map_err(|e| Error::delta(&id, e))?
+                .unwrap_or(0);
+            if old != new {
+                transactions.insert(app, old);
+            }
+        }
+        let props = CommitProperties::default()
+            .with_application_transactions(
+                transactions
+                    .iter()
+                    .map(|(app, v)| Transaction::new(app, *v))
+                    .collect(),
+            )
+            .with_metadata([(
+                "berserkr.restore".to_string(),
+                json!({"version": version, "transactions": transactions}),
+            )]);
+        let (table, metrics) = current
+            .restore()
+            .with_version_to_restore(version)
+            .with_commit_properties(props)
+            .await
+            .map_err(|e| Error::delta(&id, e))?;
+        let downstream = self
+            .catalog()
+            .tables()
+            .filter(|t| t.source.as_deref() == Some(id.to_string().as_str()))
+            .map(|t| t.id().to_string())
+            .collect();
+        Ok(RestoreReport {
+            table: id.to_string(),
+            restored_version: version,
+            version_before: latest,
+            version: table.version().unwrap_or(0),
+            files_removed: metrics.num_removed_file as u64,
+            files_restored: metrics.num_restored_file as u64,
+            transactions,
+            downstream,
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// status
+
+/// The state of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// The table.
+    pub table: String,
+    /// Its URL.
+    pub url: String,
+    /// Latest version (`None`: the table does not exist yet).
+    pub version: Option<u64>,
+    /// Its files.
+    pub files: FileStats,
+    /// Version of the last checkpoint, if any.
+    pub last_checkpoint: Option<u64>,
+    /// Commits between checkpoints (`delta.checkpointInterval`).
+    pub checkpoint_interval: u64,
+    /// Target file size of compaction (`delta.targetFileSize`).
+    pub target_file_size: u64,
+}
+
+impl Lakehouse {
+    /// Version, files, rows, bytes, last checkpoint and small files of every declared table.
+    pub async fn status(&self) -> Result<Vec<TableStatus>> {
+        let mut out = Vec::new();
+        let ids: Vec<TableId> = self.catalog().tables().map(|t| t.id()).collect();
+        for id in ids {
+            let url = self.table_url(&id).to_string();
+            let Some(table) = self.try_table(&id).await? else {
+                out.push(TableStatus {
+                    table: id.to_string(),
+                    url,
+                    version: None,
+                    files: FileStats::default(),
+                    last_checkpoint: None,
+                    checkpoint_interval: 0,
+                    target_file_size: 0,
+                });
+                continue;
+            };
+            let state = table.snapshot().map_err(|e| Error::delta(&id, e))?;
+            let config = state.table_config();
+            let (checkpoint_interval, target_file_size) = (
+                config.checkpoint_interval().get(),
+                config.target_file_size().get(),
+            );
+            out.push(TableStatus {
+                table: id.to_string(),
+                url,
+                version: table.version(),
+                files: file_stats(&table, &id)?,
+                last_checkpoint: last_checkpoint(&table, &id).await?,
+                checkpoint_interval,
+                target_file_size,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The version in `_delta_log/_last_checkpoint`, if the table has one.
+async fn last_checkpoint(table: &DeltaTable, id: &TableId) -> Result<Option<u64>> {
+    let store = table.log_store().object_store(None);
+    let path = ObjectPath::from("_delta_log/_last_checkpoint");
+    match store.get(&path).await {
+        Ok(r) => {
+            let bytes = r.bytes().await.map_err(|source| Error::ObjectStore {
+                location: format!("{}{path}", table.table_url()),
+                source,
+            })?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Usage(format!(
+                    "{id}: _delta_log/_last_checkpoint is not JSON: {e}"
+                ))
+            })?;
+            Ok(v.get("version").and_then(Value::as_u64))
+        }
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::ObjectStore {
+            location: format!("{}{path}", table.table_url()),
+            source,
+        }),
+    }
+}
+
+macro_rules! into_future {
+    ($builder:ty, $out:ty) => {
+        impl IntoFuture for $builder {
+            type Output = Result<$out>;
+            type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.execute())
+            }
+        }
+    };
+}
+into_future!(OptimizeBuilder, OptimizeReport);
+into_future!(VacuumBuilder, VacuumReport);
