@@ -349,11 +349,8 @@ async fn concurrent_writers_land_every_row_once(backend: Backend) {
         "SELECT count(*) AS n, count(DISTINCT concat(_drop_sha256, ':', CAST(_source_line AS VARCHAR))) AS lines, count(DISTINCT \"InvoiceNo\") AS invoices FROM t",
     )
     .await;
-    let n = distinct * ROWS;
-    assert!(
-        dupes.contains(&format!("| {n} | {n}   | {n}     |")),
-        "{dupes}"
-    );
+    let n = (distinct * ROWS).to_string();
+    assert_eq!(first_row(&dupes), [n.as_str(); 3], "{dupes}");
     // One commit per drop (after the migrations), none lost.
     let history = f.lake.history("bronze.online_retail", None).await.unwrap();
     assert_eq!(
@@ -368,7 +365,7 @@ async fn optimize_and_zorder_preserve_results(backend: Backend) {
     f.lake.append([f.drops().to_str().unwrap()]).await.unwrap();
     f.lake.refresh_silver().await.unwrap();
     let all_bronze = "SELECT * EXCEPT (_ingested_at) FROM t ORDER BY _drop_sha256, _source_line";
-    let all_silver = "SELECT * FROM t ORDER BY \"InvoiceNo\", \"StockCode\", _source_line";
+    let all_silver = "SELECT * FROM t ORDER BY \"InvoiceNo\", \"StockCode\", \"InvoiceDate\", \"Quantity\", \"UnitPrice\"";
     let bronze_before = query(&f.lake, "bronze.online_retail", all_bronze).await;
     let silver_before = query(&f.lake, "silver.transactions", all_silver).await;
     let one_customer =
@@ -560,6 +557,18 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
     assert_eq!(f.count("bronze.online_retail").await, 40);
 }
 
+/// The cells of the first row of a pretty-printed table.
+fn first_row(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .nth(3)
+        .unwrap_or_default()
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
 /// Rows of bronze at `v`, reading every file of that snapshot (an error when a file is gone).
 async fn query_at(lake: &Lakehouse, v: u64) -> Result<u64, String> {
     use deltalake::datafusion::prelude::SessionContext;
@@ -674,7 +683,10 @@ async fn checkpoints_are_written_and_read_back(backend: Backend) {
         .unwrap();
     assert_eq!(bronze.checkpoint_interval, 5);
     let cp = bronze.last_checkpoint.expect("a checkpoint");
-    assert_eq!(cp, latest - latest % 5);
+    assert!(
+        cp > 5 && cp <= latest && latest - cp < 5,
+        "checkpoint {cp} of {latest}"
+    );
     // Read back from the checkpoint alone: delete the commits it covers.
     let url = url::Url::parse(&format!("{}bronze/online_retail/_delta_log/", f.url)).unwrap();
     let opts = match f.backend {

@@ -359,3 +359,80 @@ pub(crate) async fn discard(target: &Target, adds: &[Add]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fake_file(lake: &Lakehouse, id: &TableId, name: &str) -> (Add, std::path::PathBuf) {
+        let path = lake.table_url(id).to_file_path().unwrap().join(name);
+        std::fs::write(&path, b"not committed").unwrap();
+        let add = Add {
+            path: name.to_string(),
+            size: 13,
+            modification_time: 0,
+            data_change: true,
+            ..Default::default()
+        };
+        (add, path)
+    }
+
+    /// A writer whose commit keeps conflicting gives up with an error that says so, and the
+    /// files it wrote are gone: nothing half-done.
+    #[tokio::test]
+    async fn a_writer_that_gives_up_says_so_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::open(dir.path().to_str().unwrap()).unwrap();
+        lake.init().await.unwrap();
+        let id: TableId = "bronze.online_retail_rejects".parse().unwrap();
+        let mut stale = Target::open(&lake, &id).await.unwrap();
+        let mut other = Target::open(&lake, &id).await.unwrap();
+        let before = other.version();
+        // Another writer moves the application transaction meanwhile.
+        let done = other
+            .commit_append(vec![], "app", 1, "test", serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(done, Committed::Version(before + 1));
+        let (add, path) = fake_file(&lake, &id, "part-gives-up.parquet").await;
+        let e = stale
+            .commit_append(vec![add], "app", 2, "test", serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::CommitGaveUp { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("gave up") && text.contains("nothing was committed"),
+            "{text}"
+        );
+        assert!(!path.exists(), "the writer's file was deleted");
+        assert_eq!(lake.table(&id).await.unwrap().version(), Some(before + 1));
+
+        // The same drop committed by another writer first is not an error: nothing is added.
+        let mut stale = Target::open(&lake, &id).await.unwrap();
+        let mut other = Target::open(&lake, &id).await.unwrap();
+        other
+            .commit_append(vec![], "drop", 1, "test", serde_json::json!({}))
+            .await
+            .unwrap();
+        let (add, path) = fake_file(&lake, &id, "part-same-drop.parquet").await;
+        let r = stale
+            .commit_append(vec![add], "drop", 1, "test", serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r, Committed::AlreadyThere);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        for attempt in 0..20 {
+            let cap = (50u64 << attempt.min(10)).min(4_000);
+            for _ in 0..20 {
+                assert!(backoff(attempt).as_millis() as u64 <= cap);
+            }
+        }
+        let samples: std::collections::BTreeSet<_> = (0..50).map(|_| backoff(6)).collect();
+        assert!(samples.len() > 10, "jitter spreads the waits");
+    }
+}

@@ -84,7 +84,7 @@ impl S3Server {
     /// A fresh prefix in the lake bucket.
     pub fn lake_url(&self, name: &str) -> String {
         format!(
-            "s3://{LAKE_BUCKET}/{name}-{}",
+            "s3://{LAKE_BUCKET}/{name}-{}/",
             uuid::Uuid::new_v4().simple()
         )
     }
