@@ -115,3 +115,9 @@ print(f"best berserkr model ({best}): AUC - lightgbm = {ours[best]['evaluation']
       f"fit time / lightgbm = {ours[best]['fit_seconds'] / peer['lightgbm']['fit_s']:.2f}")
 PY
 fi
+
+# Table care: S3 vs local appends, opening old versions, optimize and Z-order (CARE=0 skips).
+if [ "${CARE:-1}" = 1 ]; then
+  echo; echo "== table care" >&2
+  OUT=$OUT PEERS=$PEERS PEERS_PY=$PY bash "$HERE/care.sh"
+fi

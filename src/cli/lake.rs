@@ -118,8 +118,15 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Version, files, rows, bytes, last checkpoint and small files of every table.
+    /// Version, files, rows, bytes, last checkpoint and small files of every table (or of one
+    /// table at an earlier version).
     Status {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// The table's state at this version (time travel; needs --table).
+        #[arg(long, requires = "table")]
+        version: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -546,8 +553,21 @@ pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        LakeCommand::Status { json } => {
-            let status = lake.status().await?;
+        LakeCommand::Status {
+            table,
+            version,
+            json,
+        } => {
+            let status = match (&table, version) {
+                (Some(t), Some(v)) => vec![lake.status_at(t, v).await?],
+                (Some(t), None) => {
+                    let all = lake.status().await?;
+                    let one: Vec<_> = all.into_iter().filter(|s| &s.table == t).collect();
+                    anyhow::ensure!(!one.is_empty(), "unknown table {t} (see tables/)");
+                    one
+                }
+                _ => lake.status().await?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {

@@ -703,6 +703,30 @@ impl Lakehouse {
     }
 }
 
+impl Lakehouse {
+    /// The state of one table at a version (time travel: that version's files, rows and bytes).
+    pub async fn status_at(&self, table: &str, version: u64) -> Result<TableStatus> {
+        let id: TableId = table.parse()?;
+        self.catalog().table(&id)?;
+        let t = self.table_at(&id, &crate::ml::At::Version(version)).await?;
+        let state = t.snapshot().map_err(|e| Error::delta(&id, e))?;
+        let config = state.table_config();
+        let (checkpoint_interval, target_file_size) = (
+            config.checkpoint_interval().get(),
+            config.target_file_size().get(),
+        );
+        Ok(TableStatus {
+            table: id.to_string(),
+            url: self.table_url(&id).to_string(),
+            version: t.version(),
+            files: file_stats(&t, &id)?,
+            last_checkpoint: last_checkpoint(&t, &id).await?,
+            checkpoint_interval,
+            target_file_size,
+        })
+    }
+}
+
 /// The version in `_delta_log/_last_checkpoint`, if the table has one.
 async fn last_checkpoint(table: &DeltaTable, id: &TableId) -> Result<Option<u64>> {
     let store = table.log_store().object_store(None);
