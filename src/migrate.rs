@@ -142,6 +142,9 @@ async fn apply_one(table: DeltaTable, m: &Migration) -> Result<DeltaTable> {
             table
                 .set_tbl_properties()
                 .with_properties(properties.clone().into_iter().collect())
+                // Delta's own keys must be ones delta-rs knows (a typo is an error); berserkr's
+                // (`berserkr.autoCompact.minFiles`) and other engines' are kept as they are.
+                .with_raise_if_not_exists(properties.keys().all(|k| k.starts_with("delta.")))
                 .with_commit_properties(props)
                 .await
         }

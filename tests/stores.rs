@@ -134,6 +134,7 @@ on_both!(
     vacuum_refuses_short_retention_and_keeps_pins,
     restore_rolls_back_rows_and_markers,
     checkpoints_are_written_and_read_back,
+    auto_compaction_after_appends,
 );
 
 async fn append_refresh_history_status(backend: Backend) {
@@ -821,4 +822,44 @@ async fn secrets_never_show_in_output_errors_logs_or_the_lake() {
         assert!(!hay.contains(SECRET), "secret in {key}");
         assert!(!hay.contains(KEY_ID), "key id in {key}");
     }
+}
+
+async fn auto_compaction_after_appends(backend: Backend) {
+    let f = Fixture::new(backend, "autocompact").await;
+    let t = f.lake.table(&id("bronze.online_retail")).await.unwrap();
+    t.set_tbl_properties()
+        .with_properties(
+            [(
+                berserkr::ops::care::AUTO_COMPACT_PROPERTY.to_string(),
+                "3".to_string(),
+            )]
+            .into(),
+        )
+        .with_raise_if_not_exists(false)
+        .await
+        .unwrap();
+    let drops = write_drops(&f.drops(), 4, 10);
+    let mut compactions = Vec::new();
+    for d in &drops {
+        let r = f.lake.append([d.to_str().unwrap()]).await.unwrap();
+        assert_eq!(r.compact_error, None);
+        compactions.push(r.compacted.len());
+    }
+    // Two small files are not enough; the third append compacts three into one; the fourth
+    // leaves two (the compacted one is small too, but one more is not yet three).
+    assert_eq!(compactions, [0, 0, 1, 0]);
+    let status = f.lake.status().await.unwrap();
+    let bronze = status
+        .iter()
+        .find(|t| t.table == "bronze.online_retail")
+        .unwrap();
+    assert_eq!((bronze.files.files, bronze.files.rows), (2, Some(40)));
+    assert_eq!(f.count("bronze.online_retail").await, 40);
+    let history = f
+        .lake
+        .history("bronze.online_retail", Some(2))
+        .await
+        .unwrap();
+    assert_eq!(history[1].operation, "OPTIMIZE");
+    assert!(history[1].berserkr.contains_key("berserkr.optimize"));
 }

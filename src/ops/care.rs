@@ -22,6 +22,7 @@ use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::table::config::TablePropertiesExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -466,16 +467,20 @@ impl Lakehouse {
         let table = self.table(&id).await?;
         let latest = table.version().unwrap_or(0);
         let log_store = table.log_store();
+        let oldest = limit.map_or(0, |l| (latest + 1).saturating_sub(l as u64));
+        // Commit files are read 16 at a time (one GET each on an object store), newest first.
+        let entries: Vec<Option<bytes::Bytes>> = futures::stream::iter((oldest..=latest).rev())
+            .map(|v| {
+                let log_store = log_store.clone();
+                async move { log_store.read_commit_entry(v).await }
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+            .map_err(|e| Error::delta(&id, e))?;
         let mut out = Vec::new();
-        for version in (0..=latest).rev() {
-            if limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-            let Some(bytes) = log_store
-                .read_commit_entry(version)
-                .await
-                .map_err(|e| Error::delta(&id, e))?
-            else {
+        for (version, bytes) in (oldest..=latest).rev().zip(entries) {
+            let Some(bytes) = bytes else {
                 break; // older commits were cleaned up (delta.logRetentionDuration)
             };
             let info = commit_actions(&bytes, &id, version)?

@@ -26,6 +26,10 @@ pub(crate) struct Target {
     pub(crate) state: DeltaTableState,
     /// Lineage columns with one value per drop.
     constant_columns: Vec<String>,
+    /// Application-transaction versions looked up in `state` (each lookup replays the log
+    /// since the last checkpoint). Valid while `state` only moves by this writer's own commits;
+    /// cleared whenever it takes in anyone else's.
+    txns: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
 }
 
 impl Target {
@@ -45,6 +49,7 @@ impl Target {
             log_store: table.log_store(),
             state,
             constant_columns,
+            txns: Default::default(),
         })
     }
 
@@ -58,10 +63,19 @@ impl Target {
 
     /// Version of an application transaction in the table's log.
     pub(crate) async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
-        self.state
+        if let Some(v) = self.txns.lock().expect("txn cache").get(app_id) {
+            return Ok(*v);
+        }
+        let v = self
+            .state
             .transaction_version(self.log_store.as_ref(), app_id)
             .await
-            .map_err(|e| Error::delta(&self.id, e))
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.txns
+            .lock()
+            .expect("txn cache")
+            .insert(app_id.to_string(), v);
+        Ok(v)
     }
 
     /// A Parquet writer for new files of this table (not committed until [`Self::commit_append`]).
@@ -126,6 +140,7 @@ impl Target {
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
+                self.txns.lock().expect("txn cache").clear();
                 if let Err(e) = self.state.update(self.log_store.as_ref(), None).await {
                     discard(self, &adds).await;
                     return Err(Error::delta(&self.id, e));
@@ -163,7 +178,13 @@ impl Target {
                 .await;
             match result {
                 Ok(finalized) => {
+                    let previous = self.state.version();
                     self.state = finalized.snapshot();
+                    let mut txns = self.txns.lock().expect("txn cache");
+                    if self.state.version() != previous + 1 {
+                        txns.clear(); // other writers' commits came in too
+                    }
+                    txns.insert(app_id.to_string(), Some(txn_version));
                     return Ok(Committed::Version(finalized.version()));
                 }
                 Err(e) if is_retryable(&e) => last_error = e.to_string(),
