@@ -42,6 +42,7 @@ demo: deps build
 	$(BERSERKR) --lake $(LAKE) score --model $(MODEL)
 	$(BERSERKR) --lake $(LAKE) score --model $(MODEL) --customer 17850 --top 10
 	$(BERSERKR) model export --model $(MODEL) --format pmml
+	$(BERSERKR) --lake $(LAKE) lake optimize
 	$(BERSERKR) --lake $(LAKE) lake status
 	@echo "report: $(MODEL)/report.html"
 
