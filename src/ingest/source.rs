@@ -7,7 +7,7 @@ use std::path::{Path as FsPath, PathBuf};
 use bytes::Bytes;
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::path::Path;
-use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt};
+use deltalake::logstore::object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use futures::StreamExt;
 use url::Url;
 
@@ -27,7 +27,13 @@ pub struct DropSource {
 #[derive(Clone)]
 enum Loc {
     Local(PathBuf),
-    Remote { store: ObjectStoreRef, path: Path },
+    /// `etag`: the version listed, so every read of the drop (hash, then parse) sees the same
+    /// bytes; a drop replaced meanwhile fails instead of landing under the wrong hash.
+    Remote {
+        store: ObjectStoreRef,
+        path: Path,
+        etag: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for DropSource {
@@ -50,11 +56,15 @@ impl DropSource {
                 let f = std::fs::File::open(p).map_err(|e| Error::io(p.display(), e))?;
                 Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
             }
-            Loc::Remote { store, path } => {
+            Loc::Remote { store, path, etag } => {
                 let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
                 let (store, path) = (store.clone(), path.clone());
+                let options = GetOptions {
+                    if_match: etag.clone(),
+                    ..Default::default()
+                };
                 tokio::spawn(async move {
-                    let mut stream = match store.get(&path).await {
+                    let mut stream = match store.get_opts(&path, options).await {
                         Ok(r) => r.into_stream(),
                         Err(e) => {
                             let _ = tx.send(Err(std::io::Error::other(e))).await;
@@ -182,7 +192,7 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
     };
     // The key, percent-decoded (a pattern's `[`, `*` come back as typed).
     let key = percent_decode(url.path().trim_start_matches('/'));
-    let source = |path: Path, bytes: u64| DropSource {
+    let source = |path: Path, bytes: u64, etag: Option<String>| DropSource {
         url: bucket_url
             .join(path.as_ref())
             .map(|u| u.to_string())
@@ -191,16 +201,17 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
         loc: Loc::Remote {
             store: store.clone(),
             path,
+            etag,
         },
     };
     let list = |prefix: Option<Path>| {
         let store = store.clone();
         async move {
-            let mut found: Vec<(Path, u64)> = Vec::new();
+            let mut found: Vec<(Path, u64, Option<String>)> = Vec::new();
             let mut stream = store.list(prefix.as_ref());
             while let Some(meta) = stream.next().await {
                 let meta = meta.map_err(store_err)?;
-                found.push((meta.location, meta.size));
+                found.push((meta.location, meta.size, meta.e_tag));
             }
             found.sort();
             Ok::<_, Error>(found)
@@ -219,9 +230,9 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
             require_literal_separator: true,
             ..Default::default()
         };
-        for (path, size) in list(prefix).await? {
+        for (path, size, etag) in list(prefix).await? {
             if pattern.matches_with(path.as_ref(), opts) {
-                out.push(source(path, size));
+                out.push(source(path, size, etag));
             }
         }
         if out.is_empty() {
@@ -229,9 +240,9 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
         }
     } else if key.is_empty() || key.ends_with('/') {
         let prefix = (!key.is_empty()).then(|| Path::from(key.trim_end_matches('/')));
-        for (path, size) in list(prefix).await? {
+        for (path, size, etag) in list(prefix).await? {
             if path.as_ref().ends_with(".lzo") {
-                out.push(source(path, size));
+                out.push(source(path, size, etag));
             }
         }
         if out.is_empty() {
@@ -240,7 +251,7 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
     } else {
         let path = Path::from(key.as_str());
         let meta = store.head(&path).await.map_err(store_err)?;
-        out.push(source(path, meta.size));
+        out.push(source(path, meta.size, meta.e_tag));
     }
     Ok(out)
 }
@@ -291,5 +302,44 @@ mod tests {
         assert_eq!(percent_decode("a%5B0-9%5D"), "a[0-9]");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("x%zz"), "x%zz");
+    }
+
+    #[test]
+    fn percent_decoding_never_splits_a_character() {
+        assert_eq!(percent_decode("%é1"), "%é1");
+        assert_eq!(percent_decode("a%4"), "a%4");
+    }
+
+    /// Every read of a remote drop sees the version that was listed: a drop replaced in between
+    /// fails to read instead of landing under another drop's hash.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_remote_drop_replaced_meanwhile_fails_to_read() {
+        use deltalake::logstore::object_store::memory::InMemory;
+        let store: ObjectStoreRef = std::sync::Arc::new(InMemory::new());
+        let path = Path::from("drops/day.csv.lzo");
+        store.put(&path, b"first".to_vec().into()).await.unwrap();
+        let meta = store.head(&path).await.unwrap();
+        let drop = DropSource {
+            url: "s3://b/drops/day.csv.lzo".into(),
+            bytes: meta.size,
+            loc: Loc::Remote {
+                store: store.clone(),
+                path: path.clone(),
+                etag: meta.e_tag.clone(),
+            },
+        };
+        let read = |d: DropSource| async move {
+            let mut r = d.reader().unwrap();
+            tokio::task::spawn_blocking(move || {
+                let mut v = Vec::new();
+                r.read_to_end(&mut v).map(|_| v)
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(read(drop.clone()).await.unwrap(), b"first");
+        store.put(&path, b"second".to_vec().into()).await.unwrap();
+        let e = read(drop).await.unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("precondition"), "{e}");
     }
 }
