@@ -26,9 +26,6 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-/// Schemes berserkr can keep a lake in, or read drops from.
-pub const SCHEMES: [&str; 3] = ["file", "s3", "s3a"];
-
 /// Registers the S3 object-store and log-store factories with delta-rs (idempotent).
 pub fn register() {
     static ONCE: Once = Once::new();

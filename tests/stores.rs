@@ -70,13 +70,25 @@ impl Fixture {
 
     async fn count(&self, t: &str) -> u64 {
         let out = query(&self.lake, t, "SELECT count(*) AS n FROM t").await;
-        out.lines()
-            .nth(3)
-            .unwrap()
-            .trim_matches(|c| c == '|' || c == ' ')
-            .parse()
-            .unwrap()
+        first_row(&out)[0].parse().unwrap()
     }
+}
+
+/// Runs a command that must succeed (its standard error shown when it does not).
+fn ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command that must succeed and print JSON.
+fn ok_json(cmd: &mut std::process::Command) -> serde_json::Value {
+    serde_json::from_slice(&ok(cmd).stdout).unwrap()
 }
 
 /// Drop `k`: `rows` purchase lines with invoice numbers unique to the drop.
@@ -173,31 +185,16 @@ async fn append_refresh_history_status(backend: Backend) {
     assert_eq!(limited.len(), 2);
 
     // The CLI shows the same.
-    let out = f.cli().args(["lake", "status"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(f.cli().args(["lake", "status"]));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("bronze.online_retail"), "{text}");
-    let out = f
-        .cli()
-        .args([
-            "lake",
-            "history",
-            "--table",
-            "silver.transactions",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(f.cli().args([
+        "lake",
+        "history",
+        "--table",
+        "silver.transactions",
+        "--json",
+    ]));
     assert!(
         v.as_array()
             .unwrap()
@@ -266,17 +263,7 @@ async fn drops_from_object_store_urls(backend: Backend) {
     };
     assert!(lines.contains(want), "{lines}");
     // Again through the CLI: every drop is already there.
-    let out = f
-        .cli()
-        .args(["lake", "append", "--json", &pattern])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(f.cli().args(["lake", "append", "--json", &pattern]));
     assert_eq!(v["added"], 0);
     // A key that is not there is an error naming it, and nothing is written.
     let missing = pattern.replace("2011-12-*", "2099-01-01");
@@ -403,25 +390,15 @@ async fn optimize_and_zorder_preserve_results(backend: Backend) {
     let customer_before = query(&f.lake, "silver.transactions", one_customer).await;
 
     // Z-order silver by customer through the CLI, with a small target so several files remain.
-    let out = f
-        .cli()
-        .args([
-            "lake",
-            "optimize",
-            "--table",
-            "silver.transactions",
-            "--zorder",
-            "CustomerID,StockCode",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(f.cli().args([
+        "lake",
+        "optimize",
+        "--table",
+        "silver.transactions",
+        "--zorder",
+        "CustomerID,StockCode",
+        "--json",
+    ]));
     assert_eq!(v["tables"][0]["zorder"][0], "CustomerID");
     assert_eq!(
         query(&f.lake, "silver.transactions", all_silver).await,
@@ -453,7 +430,6 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
     write_drops(&f.drops(), 4, 10);
     f.lake.append([f.drops().to_str().unwrap()]).await.unwrap();
     let pinned = version(&f.lake, "bronze.online_retail").await;
-    let unpinned = pinned - 1;
     // A model trained on bronze at `pinned` (pins are what `berserkr train` writes).
     let pin =
         serde_json::json!({"model_id": "m1", "table": "bronze.online_retail", "version": pinned});
@@ -533,32 +509,21 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
     deltalake::logstore::object_store::ObjectStoreExt::delete(&store, &path)
         .await
         .unwrap();
-    let out = f
-        .cli()
-        .args([
-            "lake",
-            "vacuum",
-            "--table",
-            "bronze.online_retail",
-            "--retain",
-            "0",
-            "--force",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(f.cli().args([
+        "lake",
+        "vacuum",
+        "--table",
+        "bronze.online_retail",
+        "--retain",
+        "0",
+        "--force",
+        "--json",
+    ]));
     assert_eq!(v["tables"][0]["files"].as_array().unwrap().len(), 4, "{v}");
     assert!(
         query_at(&f.lake, pinned).await.is_err(),
         "old files are gone"
     );
-    let _ = unpinned;
     // The current version reads everything.
     assert_eq!(f.count("bronze.online_retail").await, 40);
 }
@@ -625,23 +590,14 @@ async fn restore_rolls_back_rows_and_markers(backend: Backend) {
     assert_eq!(f.count("silver.transactions").await, 30);
 
     // Bronze back to before the third drop, through the CLI: the drop can be appended again.
-    let out = f
-        .cli()
-        .args([
-            "lake",
-            "restore",
-            "--table",
-            "bronze.online_retail",
-            "--version",
-            &before_third.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(f.cli().args([
+        "lake",
+        "restore",
+        "--table",
+        "bronze.online_retail",
+        "--version",
+        &before_third.to_string(),
+    ]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("silver.transactions"),
@@ -770,16 +726,9 @@ async fn secrets_never_show_in_output_errors_logs_or_the_lake() {
         ),
     )
     .unwrap();
-    let out = berserkr()
+    let out = ok(berserkr()
         .current_dir(f.dir.path())
-        .args(["lake", "status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["lake", "status", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         v.as_array()

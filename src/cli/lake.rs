@@ -457,21 +457,14 @@ pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
             force,
             json,
         } => {
-            let report = match lake
+            // A refused retention is an error like any other (exit 2, the reason printed).
+            let report = lake
                 .vacuum()
                 .with_table(table)
                 .with_retain_hours(retain)
                 .with_dry_run(dry_run)
                 .with_force(force)
-                .await
-            {
-                Ok(r) => r,
-                Err(e @ berserkr::Error::VacuumRefused { .. }) => {
-                    eprintln!("berserkr: {e}");
-                    return Ok(EXIT_ERROR);
-                }
-                Err(e) => return Err(e.into()),
-            };
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -412,17 +412,14 @@ async fn ingest_one(
         "compressed_bytes": bytes,
         "uncompressed_bytes": stats.uncompressed_bytes,
     });
-    if !rejects_adds.is_empty() {
-        if rejects.has_txn(&app_id).await? {
-            // Committed by an earlier run that died before its bronze commit.
-            discard(rejects, &rejects_adds).await;
-        } else if let Err(e) = rejects
+    // Rejects committed by an earlier run that died before its bronze commit are AlreadyThere.
+    if !rejects_adds.is_empty()
+        && let Err(e) = rejects
             .commit_append(rejects_adds, &app_id, 1, "berserkr.drop", metadata.clone())
             .await
-        {
-            discard(bronze, &bronze_adds).await;
-            return Err(e);
-        }
+    {
+        discard(bronze, &bronze_adds).await;
+        return Err(e);
     }
     let version = match bronze
         .commit_append(bronze_adds, &app_id, 1, "berserkr.drop", metadata)

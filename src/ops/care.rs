@@ -247,7 +247,6 @@ async fn optimize_table(
         } else {
             OptimizeType::ZOrder(zorder.to_vec())
         })
-        .with_max_concurrent_tasks(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .with_session_state(Arc::new(session))
         .with_commit_properties(
             CommitProperties::default().with_metadata([("berserkr.optimize".to_string(), why)]),
@@ -468,22 +467,12 @@ impl Lakehouse {
         let latest = table.version().unwrap_or(0);
         let log_store = table.log_store();
         let oldest = limit.map_or(0, |l| (latest + 1).saturating_sub(l as u64));
-        // Commit files are read 16 at a time (one GET each on an object store), newest first.
-        let entries: Vec<Option<bytes::Bytes>> = futures::stream::iter((oldest..=latest).rev())
-            .map(|v| {
-                let log_store = log_store.clone();
-                async move { log_store.read_commit_entry(v).await }
-            })
-            .buffered(16)
-            .try_collect()
-            .await
-            .map_err(|e| Error::delta(&id, e))?;
         let mut out = Vec::new();
-        for (version, bytes) in (oldest..=latest).rev().zip(entries) {
-            let Some(bytes) = bytes else {
+        for (version, actions) in read_commits(&log_store, &id, oldest, latest).await? {
+            let Some(actions) = actions else {
                 break; // older commits were cleaned up (delta.logRetentionDuration)
             };
-            let info = commit_actions(&bytes, &id, version)?
+            let info = actions
                 .into_iter()
                 .find_map(|mut a| a.get_mut("commitInfo").map(Value::take))
                 .unwrap_or(Value::Null);
@@ -519,6 +508,33 @@ impl Lakehouse {
         }
         Ok(out)
     }
+}
+
+/// The actions of the commits `from..=to`, newest first (`None` for a commit no longer in the
+/// log). Commit files are read 16 at a time: one GET each on an object store.
+async fn read_commits(
+    log_store: &deltalake::logstore::LogStoreRef,
+    id: &TableId,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, Option<Vec<Value>>)>> {
+    let entries: Vec<Option<bytes::Bytes>> = futures::stream::iter((from..=to).rev())
+        .map(|v| {
+            let log_store = log_store.clone();
+            async move { log_store.read_commit_entry(v).await }
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+        .map_err(|e| Error::delta(id, e))?;
+    (from..=to)
+        .rev()
+        .zip(entries)
+        .map(|(v, bytes)| {
+            let actions = bytes.map(|b| commit_actions(&b, id, v)).transpose()?;
+            Ok((v, actions))
+        })
+        .collect()
 }
 
 /// The actions of one commit file (newline-delimited JSON).
@@ -579,30 +595,25 @@ impl Lakehouse {
         }
         let target = self.table_at(&id, &crate::ml::At::Version(version)).await?;
         let log_store = current.log_store();
-        // Every application id a commit after `version` touched, and its value back then.
-        let mut app_ids = BTreeSet::new();
-        for v in version + 1..=latest {
-            let bytes = log_store
-                .read_commit_entry(v)
-                .await
-                .map_err(|e| Error::delta(&id, e))?
+        // Every application id a commit after `version` set, with its value now (the newest
+        // commit setting it), to be set back to its value at `version`.
+        let mut now: BTreeMap<String, i64> = BTreeMap::new();
+        for (v, actions) in read_commits(&log_store, &id, version + 1, latest).await? {
+            let actions = actions
                 .ok_or_else(|| Error::Usage(format!("{id}: commit {v} is missing from the log")))?;
-            for a in commit_actions(&bytes, &id, v)? {
-                if let Some(app) = a.pointer("/txn/appId").and_then(Value::as_str) {
-                    app_ids.insert(app.to_string());
+            for a in actions {
+                if let (Some(app), Some(n)) = (
+                    a.pointer("/txn/appId").and_then(Value::as_str),
+                    a.pointer("/txn/version").and_then(Value::as_i64),
+                ) {
+                    now.entry(app.to_string()).or_insert(n);
                 }
             }
         }
         let then = target.snapshot().map_err(|e| Error::delta(&id, e))?;
-        let now = current.snapshot().map_err(|e| Error::delta(&id, e))?;
         let mut transactions = BTreeMap::new();
-        for app in app_ids {
+        for (app, new) in now {
             let old = then
-                .transaction_version(log_store.as_ref(), &app)
-                .await
-                .map_err(|e| Error::delta(&id, e))?
-                .unwrap_or(0);
-            let new = now
                 .transaction_version(log_store.as_ref(), &app)
                 .await
                 .map_err(|e| Error::delta(&id, e))?
@@ -675,59 +686,44 @@ impl Lakehouse {
         let mut out = Vec::new();
         let ids: Vec<TableId> = self.catalog().tables().map(|t| t.id()).collect();
         for id in ids {
-            let url = self.table_url(&id).to_string();
-            let Some(table) = self.try_table(&id).await? else {
-                out.push(TableStatus {
+            out.push(match self.try_table(&id).await? {
+                Some(table) => self.table_status(&id, &table).await?,
+                None => TableStatus {
                     table: id.to_string(),
-                    url,
+                    url: self.table_url(&id).to_string(),
                     version: None,
                     files: FileStats::default(),
                     last_checkpoint: None,
                     checkpoint_interval: 0,
                     target_file_size: 0,
-                });
-                continue;
-            };
-            let state = table.snapshot().map_err(|e| Error::delta(&id, e))?;
-            let config = state.table_config();
-            let (checkpoint_interval, target_file_size) = (
-                config.checkpoint_interval().get(),
-                config.target_file_size().get(),
-            );
-            out.push(TableStatus {
-                table: id.to_string(),
-                url,
-                version: table.version(),
-                files: file_stats(&table, &id)?,
-                last_checkpoint: last_checkpoint(&table, &id).await?,
-                checkpoint_interval,
-                target_file_size,
+                },
             });
         }
         Ok(out)
     }
-}
 
-impl Lakehouse {
-    /// The state of one table at a version (time travel: that version's files, rows and bytes).
+    /// The state of one table at a version (time travel: that version's files, rows and bytes;
+    /// the checkpoint is the table's latest).
     pub async fn status_at(&self, table: &str, version: u64) -> Result<TableStatus> {
         let id: TableId = table.parse()?;
         self.catalog().table(&id)?;
         let t = self.table_at(&id, &crate::ml::At::Version(version)).await?;
-        let state = t.snapshot().map_err(|e| Error::delta(&id, e))?;
-        let config = state.table_config();
-        let (checkpoint_interval, target_file_size) = (
-            config.checkpoint_interval().get(),
-            config.target_file_size().get(),
-        );
+        self.table_status(&id, &t).await
+    }
+
+    async fn table_status(&self, id: &TableId, table: &DeltaTable) -> Result<TableStatus> {
+        let config = table
+            .snapshot()
+            .map_err(|e| Error::delta(id, e))?
+            .table_config();
         Ok(TableStatus {
             table: id.to_string(),
-            url: self.table_url(&id).to_string(),
-            version: t.version(),
-            files: file_stats(&t, &id)?,
-            last_checkpoint: last_checkpoint(&t, &id).await?,
-            checkpoint_interval,
-            target_file_size,
+            url: self.table_url(id).to_string(),
+            version: table.version(),
+            files: file_stats(table, id)?,
+            last_checkpoint: last_checkpoint(table, id).await?,
+            checkpoint_interval: config.checkpoint_interval().get(),
+            target_file_size: config.target_file_size().get(),
         })
     }
 }

@@ -136,6 +136,12 @@ impl Target {
     ) -> Result<Committed> {
         let mut last_error = String::new();
         let before = self.txn_version(app_id).await?;
+        if before >= Some(txn_version) {
+            // Already committed (by an earlier run that died before its next step, or by another
+            // writer this snapshot has seen): committing again would duplicate the rows.
+            discard(self, &adds).await;
+            return Ok(Committed::AlreadyThere);
+        }
         let attempts = commit_attempts();
         for attempt in 0..attempts {
             if attempt > 0 {
@@ -443,6 +449,16 @@ mod tests {
             .unwrap();
         assert_eq!(r, Committed::AlreadyThere);
         assert!(!path.exists());
+        // A writer whose own snapshot already holds the transaction commits nothing either.
+        let v = lake.table(&id).await.unwrap().version();
+        let (add, path) = fake_file(&lake, &id, "part-seen.parquet").await;
+        let r = other
+            .commit_append(vec![add], "drop", 1, "test", serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r, Committed::AlreadyThere);
+        assert!(!path.exists());
+        assert_eq!(lake.table(&id).await.unwrap().version(), v);
     }
 
     #[test]
