@@ -7,26 +7,26 @@
 //! cutoffs in its metadata. A cutoff whose label window is not yet fully in silver is refused:
 //! its labels would be wrong, not just late.
 
+use std::sync::Arc;
+
 use chrono::{Duration, NaiveDateTime};
-use deltalake::arrow::array::{Array, ArrayRef, Int64Array, TimestampMicrosecondArray};
+use deltalake::arrow::array::{Array, AsArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, TimeUnit};
-use deltalake::datafusion::common::ScalarValue;
-use deltalake::datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
-};
+use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, app_txn_version, partition_values};
-use crate::ops::refresh::{collect_sql, conform, df, refresh_app_id, session};
+use crate::ops::refresh::{collect_sql, conform_batch, df, refresh_app_id, session};
+use crate::ops::target::{Target, abort_all, close_all, discard};
 
 /// The gold table `lake refresh gold` builds.
 pub const GOLD_FEATURES: &str = "gold.customer_item_features";
@@ -84,7 +84,6 @@ impl Lakehouse {
         let gold = self.current_table(&gold_id).await?;
 
         let ctx = session();
-        register_unix_micros(&ctx);
         ctx.register_table(
             "silver",
             silver.table_provider().await.map_err(df(&silver_id))?,
@@ -148,33 +147,52 @@ impl Lakehouse {
         let template = self
             .catalog()
             .sql(spec.transform.as_deref().unwrap_or_default())?;
-        let schema = spec.arrow_schema();
-        let mut batches = Vec::new();
-        for c in &cuts {
-            let sql = template
+        let sql_at = |c: &NaiveDateTime| {
+            template
                 .replace("${cutoff}", &c.format(CUTOFF_FORMAT).to_string())
                 .replace(
                     "${label_end}",
                     &(*c + window).format(CUTOFF_FORMAT).to_string(),
-                );
-            let out = collect_sql(&ctx, &sql, &gold_id).await?;
-            batches.extend(conform(out, &schema, &gold_id)?);
-        }
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+                )
+        };
+        // The query reads silver several times (features, customers, items, labels; each cutoff
+        // again): read the columns it uses once, into memory.
+        load_into_memory(&ctx, "silver", &sql_at(&cuts[0]), &silver_id).await?;
+        let schema = spec.arrow_schema();
         let label = schema.index_of("label").map_err(|source| Error::Arrow {
             context: format!("{gold_id} schema"),
             source,
         })?;
-        let mut positives = 0u64;
-        for b in &batches {
-            let l = cast(b.column(label), &DataType::Int64).map_err(|source| Error::Arrow {
-                context: format!("labels of {gold_id}"),
-                source,
-            })?;
-            if let Some(l) = l.as_any().downcast_ref::<Int64Array>() {
-                positives += l.iter().flatten().sum::<i64>() as u64;
+        // Each cutoff's rows stream from the query into Parquet writers (one per partition of
+        // the plan, so both cores encode); nothing is committed until every cutoff is written.
+        let target = Target::open(self, &gold_id).await?;
+        let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
+        for c in &cuts {
+            match write_query(&ctx, &sql_at(c), &target, &schema, label).await {
+                Ok((a, r, p)) => {
+                    adds.extend(a);
+                    rows += r;
+                    positives += p;
+                }
+                Err(e) => {
+                    discard(&target, &adds).await;
+                    return Err(e);
+                }
             }
         }
+        // The cutoffs' partitions are replaced: their current files go.
+        let removes = target
+            .state
+            .log_data()
+            .iter()
+            .filter(|f| {
+                f.partition_values_map()
+                    .remove("cutoff")
+                    .flatten()
+                    .is_some_and(|v| names.contains(&v))
+            })
+            .map(|f| Action::Remove(f.remove_action(true)))
+            .collect::<Vec<_>>();
         let predicate = format!(
             "cutoff IN ({})",
             names
@@ -196,13 +214,31 @@ impl Lakehouse {
                     "positives": positives,
                 }),
             )]);
-        let table = gold
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
-            .with_commit_properties(props)
-            .await
-            .map_err(|e| Error::delta(&gold_id, e))?;
+        let actions = adds
+            .iter()
+            .cloned()
+            .map(Action::Add)
+            .chain(removes)
+            .collect();
+        let committed = CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(
+                Some(&target.state),
+                target.log_store.clone(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by: None,
+                    predicate: Some(predicate),
+                },
+            )
+            .await;
+        let version = match committed {
+            Ok(c) => c.version(),
+            Err(e) => {
+                discard(&target, &adds).await;
+                return Err(Error::delta(&gold_id, e));
+            }
+        };
         Ok(GoldReport {
             table: gold_id.to_string(),
             source: silver_id.to_string(),
@@ -210,9 +246,129 @@ impl Lakehouse {
             cutoffs: names,
             rows,
             positives,
-            version: table.version(),
+            version: Some(version),
         })
     }
+}
+
+/// Runs `sql` and writes its rows, conformed to `schema`, to new files of `target`: the files,
+/// the rows and the rows whose column `label` is 1.
+async fn write_query(
+    ctx: &SessionContext,
+    sql: &str,
+    target: &Target,
+    schema: &SchemaRef,
+    label: usize,
+) -> Result<(Vec<Add>, u64, u64)> {
+    let id = &target.id;
+    let streams = ctx
+        .sql(sql)
+        .await
+        .map_err(df(id))?
+        .execute_stream_partitioned()
+        .await
+        .map_err(df(id))?;
+    let mut tasks = Vec::new();
+    for mut stream in streams {
+        let mut writer = target.writer();
+        let (schema, id) = (schema.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut rows, mut positives) = (0u64, 0u64);
+            let written: Result<()> = async {
+                while let Some(batch) = stream.next().await {
+                    let batch = conform_batch(batch.map_err(df(&id))?, &schema, &id)?;
+                    rows += batch.num_rows() as u64;
+                    let l = cast(batch.column(label), &DataType::Int64).map_err(|source| {
+                        Error::Arrow {
+                            context: format!("labels of {id}"),
+                            source,
+                        }
+                    })?;
+                    positives += l.as_primitive::<Int64Type>().iter().flatten().sum::<i64>() as u64;
+                    writer
+                        .write(&batch)
+                        .await
+                        .map_err(|e| Error::delta(&id, e))?;
+                }
+                Ok(())
+            }
+            .await;
+            (writer, written.map(|()| (rows, positives)))
+        }));
+    }
+    let (mut writers, mut error, mut rows, mut positives) = (Vec::new(), None, 0, 0);
+    for t in tasks {
+        match t.await {
+            Ok((w, r)) => {
+                writers.push(w);
+                match r {
+                    Ok((r, p)) => {
+                        rows += r;
+                        positives += p;
+                    }
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(e) => {
+                error.get_or_insert(Error::Task(format!("writing {id}: {e}")));
+            }
+        }
+    }
+    if let Some(e) = error {
+        abort_all(writers).await;
+        return Err(e);
+    }
+    let adds = close_all(writers).await.map_err(|e| Error::delta(id, e))?;
+    Ok((adds, rows, positives))
+}
+
+/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `sql` reads of it.
+async fn load_into_memory(ctx: &SessionContext, name: &str, sql: &str, id: &TableId) -> Result<()> {
+    use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use deltalake::datafusion::logical_expr::LogicalPlan;
+
+    let plan = ctx
+        .sql(sql)
+        .await
+        .map_err(df(id))?
+        .into_optimized_plan()
+        .map_err(df(id))?;
+    let mut used: Vec<String> = Vec::new();
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.table() == name {
+                let filtered = scan.filters.iter().flat_map(|f| f.column_refs());
+                for c in scan
+                    .projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .chain(filtered.map(|c| c.name.clone()))
+                {
+                    if !used.contains(&c) {
+                        used.push(c);
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(df(id))?;
+    if used.is_empty() {
+        return Ok(());
+    }
+    let data = ctx
+        .sql(&format!("SELECT {} FROM {name}", used.join(", ")))
+        .await
+        .map_err(df(id))?;
+    let schema = data.schema().as_arrow().clone();
+    let partitions = data.collect_partitioned().await.map_err(df(id))?;
+    let table = MemTable::try_new(Arc::new(schema), partitions).map_err(df(id))?;
+    ctx.deregister_table(name).map_err(df(id))?;
+    ctx.register_table(name, Arc::new(table)).map_err(df(id))?;
+    Ok(())
 }
 
 /// Month starts after `first`'s month, up to `last_cutoff`.
@@ -253,56 +409,4 @@ fn timestamp(
         return None;
     }
     chrono::DateTime::from_timestamp_micros(a.value(0)).map(|t| t.naive_utc())
-}
-
-/// Spark's `unix_micros(timestamp)`: microseconds since the epoch, so gold's SQL runs unchanged
-/// on Spark and here.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct UnixMicros {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for UnixMicros {
-    fn name(&self) -> &str {
-        "unix_micros"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> deltalake::datafusion::error::Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(
-        &self,
-        args: ScalarFunctionArgs,
-    ) -> deltalake::datafusion::error::Result<ColumnarValue> {
-        let micros = |a: &ArrayRef| -> deltalake::datafusion::error::Result<ArrayRef> {
-            let t = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-            Ok(cast(&t, &DataType::Int64)?)
-        };
-        Ok(match &args.args[0] {
-            ColumnarValue::Array(a) => ColumnarValue::Array(micros(a)?),
-            ColumnarValue::Scalar(s) => {
-                let a = micros(&s.to_array()?)?;
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
-            }
-        })
-    }
-}
-
-fn register_unix_micros(ctx: &SessionContext) {
-    let ts = |u| TypeSignature::Exact(vec![DataType::Timestamp(u, None)]);
-    let signature = Signature::one_of(
-        vec![
-            ts(TimeUnit::Nanosecond),
-            ts(TimeUnit::Microsecond),
-            ts(TimeUnit::Millisecond),
-            ts(TimeUnit::Second),
-        ],
-        Volatility::Immutable,
-    );
-    ctx.register_udf(ScalarUDF::new_from_impl(UnixMicros { signature }));
 }

@@ -5,4 +5,5 @@ pub mod append;
 pub mod care;
 pub mod gold;
 pub mod refresh;
+mod spark;
 mod target;

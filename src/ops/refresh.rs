@@ -9,22 +9,29 @@
 //! source version. A second refresh finds nothing new and writes nothing; a refresh that died
 //! half-way finds each table at the version it reached and brings the rest up.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder};
+use deltalake::arrow::compute::kernels::boolean::{and, not};
+use deltalake::arrow::compute::{cast, filter, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::FileSelection;
+use deltalake::kernel::Add;
+use deltalake::operations::write::writer::DeltaWriter;
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::catalog::{ExpectationAction, ExpectationSpec, TableId, TableSpec};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
-use crate::ops::target::{Committed, Target};
+use crate::ops::target::{Committed, Target, abort_all, close_all, discard};
 
 /// What happened to one silver table.
 #[derive(Debug, Clone, Serialize)]
@@ -219,89 +226,176 @@ impl Lakehouse {
                 }
             }
         }
-        let oks: Vec<String> = rules
+        // One pass over the typed rows: each rule's verdict and each table's filter become
+        // boolean columns, and every batch is routed to the tables' writers as it comes.
+        let mut select: Vec<String> = rules
             .iter()
             .enumerate()
             .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __ok_{i}", r.expr))
             .collect();
-        let checked_sql = if oks.is_empty() {
+        for &i in idx {
+            if outputs[i].quarantine_for.is_none() {
+                let filter = outputs[i].spec.filter.as_deref().unwrap_or("TRUE");
+                select.push(format!("COALESCE(({filter}), FALSE) AS __in_{i}"));
+            }
+        }
+        let checked_sql = if select.is_empty() {
             "SELECT * FROM typed".to_string()
         } else {
-            format!("SELECT *, {} FROM typed", oks.join(", "))
+            format!("SELECT *, {} FROM typed", select.join(", "))
         };
-        let checked = ctx
-            .sql(&checked_sql)
-            .await
-            .map_err(df(source_id))?
-            .collect()
+        let checked = ctx.sql(&checked_sql).await.map_err(df(source_id))?;
+        let checked_schema = checked.schema().as_arrow().clone();
+        let column = |name: &str| {
+            checked_schema
+                .index_of(name)
+                .map_err(|source| Error::Arrow {
+                    context: format!("typed rows of {source_id} (transform of {})", lead.id()),
+                    source,
+                })
+        };
+        let plan = RulePlan {
+            names: rules.iter().map(|r| r.name.clone()).collect(),
+            ok: (0..rules.len())
+                .map(|i| column(&format!("__ok_{i}")))
+                .collect::<Result<_>>()?,
+            drop: (0..rules.len())
+                .filter(|&i| rules[i].action == ExpectationAction::Drop)
+                .collect(),
+            fail: (0..rules.len())
+                .filter(|&i| rules[i].action == ExpectationAction::Fail)
+                .collect(),
+            file: column("_source_file")?,
+            line: column("_source_line")?,
+        };
+        let mut routes = Vec::new();
+        for &i in idx {
+            let o = &outputs[i];
+            let table = o.spec.id();
+            let schema = o.spec.arrow_schema();
+            let kind = match o.quarantine_for {
+                Some(_) => RouteKind::Quarantine {
+                    cols: o
+                        .spec
+                        .columns
+                        .iter()
+                        .skip(1)
+                        .map(|c| column(&c.name))
+                        .collect::<Result<_>>()?,
+                },
+                None => RouteKind::Table {
+                    flag: column(&format!("__in_{i}"))?,
+                    cols: o
+                        .spec
+                        .columns
+                        .iter()
+                        .map(|c| column(&c.name))
+                        .collect::<Result<_>>()?,
+                    dedupe: match o.spec.dedupe {
+                        true => Some(self.dedupe_seen(&table, &schema).await?),
+                        false => None,
+                    },
+                },
+            };
+            routes.push(Route {
+                kind,
+                schema,
+                table,
+            });
+        }
+        if let Some(q) = routes
+            .iter()
+            .find(|r| matches!(r.kind, RouteKind::Quarantine { .. }))
+        {
+            if q.schema.fields().first().map(|f| f.name().as_str()) != Some("rule") {
+                return Err(Error::Catalog {
+                    file: format!("tables/{}.toml", q.table.path()),
+                    message: "a quarantine table's first column is `rule`".into(),
+                });
+            }
+        }
+
+        let streams = checked
+            .execute_stream_partitioned()
             .await
             .map_err(df(source_id))?;
-        let schema = match checked.first() {
-            Some(b) => b.schema(),
-            None => Arc::new(
-                ctx.sql(&checked_sql)
-                    .await
-                    .map_err(df(source_id))?
-                    .schema()
-                    .as_arrow()
-                    .clone(),
-            ),
-        };
-        ctx.deregister_table("typed").map_err(df(source_id))?;
-        ctx.register_table(
-            "checked",
-            Arc::new(MemTable::try_new(schema, vec![checked]).map_err(df(source_id))?),
-        )
-        .map_err(df(source_id))?;
-
-        // Count violations per rule.
-        let mut counts = BTreeMap::new();
-        if !rules.is_empty() {
-            let sums: Vec<String> = (0..rules.len())
-                .map(|i| format!("SUM(CASE WHEN __ok_{i} THEN 0 ELSE 1 END)"))
-                .collect();
-            let r = collect_sql(
-                &ctx,
-                &format!("SELECT {} FROM checked", sums.join(", ")),
-                source_id,
-            )
-            .await?;
-            for (i, rule) in rules.iter().enumerate() {
-                let n = scalar_u64(&r, i);
-                counts.insert(
-                    rule.name.clone(),
-                    ExpectationCount {
-                        action: rule.action,
-                        violations: n,
-                    },
-                );
-                if rule.action == ExpectationAction::Fail && n > 0 {
-                    let ex = collect_sql(
-                        &ctx,
-                        &format!("SELECT _source_file, _source_line FROM checked WHERE NOT __ok_{i} ORDER BY _source_file, _source_line LIMIT 1"),
-                        source_id,
-                    )
-                    .await?;
-                    return Err(Error::ExpectationFailed {
-                        table: lead.id().to_string(),
-                        rule: rule.name.clone(),
-                        violations: n,
-                        first: first_location(&ex),
-                    });
+        let (plan, routes) = (Arc::new(plan), Arc::new(routes));
+        let mut tasks = Vec::new();
+        for stream in streams {
+            let writers: Vec<DeltaWriter> =
+                idx.iter().map(|&i| outputs[i].target.writer()).collect();
+            let (plan, routes, source_id) = (plan.clone(), routes.clone(), source_id.clone());
+            tasks.push(tokio::spawn(async move {
+                route_partition(stream, &plan, &routes, writers, &source_id).await
+            }));
+        }
+        let mut per_route: Vec<Vec<DeltaWriter>> = idx.iter().map(|_| Vec::new()).collect();
+        let mut stats = PartStats::new(rules.len(), idx.len());
+        let mut error = None;
+        for t in tasks {
+            match t.await {
+                Ok((writers, result)) => {
+                    for (r, w) in writers.into_iter().enumerate() {
+                        per_route[r].push(w);
+                    }
+                    match result {
+                        Ok(s) => stats.merge(s),
+                        Err(e) => {
+                            error.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    error.get_or_insert(Error::Task(format!("refresh of {source_id}: {e}")));
                 }
             }
         }
-        let drop_oks: Vec<String> = rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.action == ExpectationAction::Drop)
-            .map(|(i, _)| format!("__ok_{i}"))
-            .collect();
-        let all_ok = if drop_oks.is_empty() {
-            "TRUE".to_string()
-        } else {
-            drop_oks.join(" AND ")
-        };
+        let mut counts = BTreeMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            counts.insert(
+                rule.name.clone(),
+                ExpectationCount {
+                    action: rule.action,
+                    violations: stats.violations[i],
+                },
+            );
+        }
+        if error.is_none() {
+            if let Some(&i) = plan.fail.iter().find(|&&i| stats.violations[i] > 0) {
+                error = Some(Error::ExpectationFailed {
+                    table: lead.id().to_string(),
+                    rule: rules[i].name.clone(),
+                    violations: stats.violations[i],
+                    first: stats.first_fail[i]
+                        .as_ref()
+                        .map(|(f, l)| format!("{f} line {l}"))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        if let Some(e) = error {
+            for w in per_route {
+                abort_all(w).await;
+            }
+            return Err(e);
+        }
+        // Every file is written before the first commit: a write that fails commits nothing.
+        let mut adds: Vec<Vec<Add>> = Vec::new();
+        let mut per_route = per_route.into_iter();
+        while let Some(w) = per_route.next() {
+            match close_all(w).await {
+                Ok(a) => adds.push(a),
+                Err(e) => {
+                    for w in per_route {
+                        abort_all(w).await;
+                    }
+                    for (r, a) in adds.iter().enumerate() {
+                        discard(&outputs[idx[r]].target, a).await;
+                    }
+                    return Err(Error::delta(&routes[adds.len()].table, e));
+                }
+            }
+        }
         let meta = |rows: u64| {
             json!({
                 "source": source_id.to_string(),
@@ -312,71 +406,24 @@ impl Lakehouse {
                 "expectations": counts,
             })
         };
-
-        for &i in idx {
-            let o = &mut outputs[i];
-            let sql = match o.quarantine_for {
-                Some(_) => {
-                    let rule = rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.action == ExpectationAction::Drop)
-                        .map(|(i, r)| {
-                            format!("WHEN NOT __ok_{i} THEN '{}'", r.name.replace('\'', "''"))
-                        })
-                        .collect::<Vec<_>>();
-                    if rule.is_empty() {
-                        None
-                    } else {
-                        let cols = select_list(o.spec, &["rule"]);
-                        Some(format!(
-                            "SELECT CASE {} END AS rule, {cols} FROM checked WHERE NOT ({all_ok})",
-                            rule.join(" ")
-                        ))
-                    }
-                }
-                None => {
-                    let cols = select_list(o.spec, &[]);
-                    let filter = o.spec.filter.as_deref().unwrap_or("TRUE");
-                    let new = format!("SELECT {cols} FROM checked WHERE ({all_ok}) AND ({filter})");
-                    if o.spec.dedupe {
-                        let existing = self.table(&o.spec.id()).await?;
-                        ctx.register_table(
-                            "existing",
-                            existing.table_provider().await.map_err(df(&o.spec.id()))?,
-                        )
-                        .map_err(df(&o.spec.id()))?;
-                        let on = o
-                            .spec
-                            .columns
-                            .iter()
-                            .map(|c| format!("(n.{0} IS NOT DISTINCT FROM e.{0})", c.name))
-                            .collect::<Vec<_>>()
-                            .join(" AND ");
-                        Some(format!(
-                            "SELECT n.* FROM (SELECT DISTINCT * FROM ({new})) n LEFT ANTI JOIN existing e ON {on}"
-                        ))
-                    } else {
-                        Some(new)
-                    }
-                }
-            };
-            let batches = match &sql {
-                Some(sql) => collect_sql(&ctx, sql, &o.spec.id()).await?,
-                None => Vec::new(),
-            };
-            ctx.deregister_table("existing").map_err(df(&o.spec.id()))?;
-            let schema = o.spec.arrow_schema();
-            let batches = conform(batches, &schema, &o.spec.id())?;
-            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let mut adds = adds.into_iter().enumerate();
+        while let Some((r, a)) = adds.next() {
+            let o = &mut outputs[idx[r]];
+            let rows = stats.rows[r];
             // Another refresh that committed the same range meanwhile did this work already.
-            let (version, rows) = match o
+            let committed = o
                 .target
-                .append_batches(batches, app_id, to as i64, "berserkr.refresh", meta(rows))
-                .await?
-            {
-                Committed::Version(v) => (Some(v), rows),
-                Committed::AlreadyThere => (None, 0),
+                .commit_append(a, app_id, to as i64, "berserkr.refresh", meta(rows))
+                .await;
+            let (version, rows) = match committed {
+                Ok(Committed::Version(v)) => (Some(v), rows),
+                Ok(Committed::AlreadyThere) => (None, 0),
+                Err(e) => {
+                    for (r, a) in adds {
+                        discard(&outputs[idx[r]].target, &a).await;
+                    }
+                    return Err(e);
+                }
             };
             o.processed = Some(to);
             report.tables.push(TableRefresh {
@@ -390,15 +437,308 @@ impl Lakehouse {
         }
         Ok(counts)
     }
+
+    /// The rows a deduplicated table holds already, as row hashes (see [`Seen`]).
+    async fn dedupe_seen(&self, id: &TableId, schema: &SchemaRef) -> Result<Arc<Seen>> {
+        let seen = Arc::new(Seen::new(schema));
+        let table = self.table(id).await?;
+        let ctx = session();
+        ctx.register_table("existing", table.table_provider().await.map_err(df(id))?)
+            .map_err(df(id))?;
+        let cols = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let streams = ctx
+            .sql(&format!("SELECT {cols} FROM existing"))
+            .await
+            .map_err(df(id))?
+            .execute_stream_partitioned()
+            .await
+            .map_err(df(id))?;
+        let mut tasks = Vec::new();
+        for mut stream in streams {
+            let (seen, schema, id) = (seen.clone(), schema.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(df(&id))?;
+                    let batch = conform_batch(batch, &schema, &id)?;
+                    seen.insert(&batch, &id)?;
+                }
+                Ok::<_, Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|e| Error::Task(format!("reading {id} to deduplicate: {e}")))??;
+        }
+        Ok(seen)
+    }
+}
+
+/// Where the expectations' verdicts are in a checked batch.
+struct RulePlan {
+    names: Vec<String>,
+    /// Column of each rule's verdict.
+    ok: Vec<usize>,
+    /// Rules (indices) whose violations go to quarantine.
+    drop: Vec<usize>,
+    /// Rules whose violations stop the refresh.
+    fail: Vec<usize>,
+    file: usize,
+    line: usize,
+}
+
+/// One table a refresh writes, and which checked rows go there.
+struct Route {
+    kind: RouteKind,
+    schema: SchemaRef,
+    table: TableId,
+}
+
+enum RouteKind {
+    /// Rows failing a drop rule: the first rule they fail, then these columns.
+    Quarantine { cols: Vec<usize> },
+    /// Rows passing every drop rule that the table's filter (column `flag`) selects.
+    Table {
+        flag: usize,
+        cols: Vec<usize>,
+        dedupe: Option<Arc<Seen>>,
+    },
+}
+
+/// What one partition of a refresh saw.
+struct PartStats {
+    violations: Vec<u64>,
+    /// The first violating row of each fail rule (file, line).
+    first_fail: Vec<Option<(String, i64)>>,
+    /// Rows written per route.
+    rows: Vec<u64>,
+}
+
+impl PartStats {
+    fn new(rules: usize, routes: usize) -> Self {
+        Self {
+            violations: vec![0; rules],
+            first_fail: vec![None; rules],
+            rows: vec![0; routes],
+        }
+    }
+
+    fn merge(&mut self, other: PartStats) {
+        for (a, b) in self.violations.iter_mut().zip(other.violations) {
+            *a += b;
+        }
+        for (a, b) in self.first_fail.iter_mut().zip(other.first_fail) {
+            if let Some(b) = b {
+                if a.as_ref().is_none_or(|a| b < *a) {
+                    *a = Some(b);
+                }
+            }
+        }
+        for (a, b) in self.rows.iter_mut().zip(other.rows) {
+            *a += b;
+        }
+    }
+}
+
+/// Routes one partition of checked rows to `writers` (one per route). The writers come back
+/// in every case, for the caller to close or abort.
+async fn route_partition(
+    mut stream: SendableRecordBatchStream,
+    plan: &RulePlan,
+    routes: &[Route],
+    mut writers: Vec<DeltaWriter>,
+    source_id: &TableId,
+) -> (Vec<DeltaWriter>, Result<PartStats>) {
+    let mut stats = PartStats::new(plan.ok.len(), routes.len());
+    while let Some(batch) = stream.next().await {
+        let result = match batch.map_err(df(source_id)) {
+            Ok(batch) => route_batch(&batch, plan, routes, &mut writers, &mut stats).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            return (writers, Err(e));
+        }
+    }
+    (writers, Ok(stats))
+}
+
+async fn route_batch(
+    batch: &RecordBatch,
+    plan: &RulePlan,
+    routes: &[Route],
+    writers: &mut [DeltaWriter],
+    stats: &mut PartStats,
+) -> Result<()> {
+    let arrow = |context: &TableId| {
+        let context = format!("rows for {context}");
+        move |source| Error::Arrow {
+            context: context.clone(),
+            source,
+        }
+    };
+    let lineage = |source| Error::Arrow {
+        context: "lineage of the typed rows".into(),
+        source,
+    };
+    let n = batch.num_rows();
+    let ok: Vec<&BooleanArray> = plan
+        .ok
+        .iter()
+        .map(|&c| batch.column(c).as_boolean())
+        .collect();
+    for (i, ok) in ok.iter().enumerate() {
+        stats.violations[i] += (n - ok.true_count()) as u64;
+    }
+    for &i in &plan.fail {
+        if ok[i].true_count() == n {
+            continue;
+        }
+        let files = cast(batch.column(plan.file), &DataType::Utf8).map_err(lineage)?;
+        let lines = cast(batch.column(plan.line), &DataType::Int64).map_err(lineage)?;
+        let (files, lines) = (files.as_string::<i32>(), lines.as_primitive::<Int64Type>());
+        for row in (0..n).filter(|&r| !ok[i].value(r) || ok[i].is_null(r)) {
+            let at = (files.value(row).to_string(), lines.value(row));
+            if stats.first_fail[i].as_ref().is_none_or(|f| at < *f) {
+                stats.first_fail[i] = Some(at);
+            }
+        }
+    }
+    // Rows passing every drop rule.
+    let mut all_ok: Option<BooleanArray> = None;
+    for &i in &plan.drop {
+        all_ok = Some(match all_ok {
+            None => ok[i].clone(),
+            Some(a) => and(&a, ok[i]).map_err(lineage)?,
+        });
+    }
+    for (r, route) in routes.iter().enumerate() {
+        let out = match &route.kind {
+            RouteKind::Quarantine { cols } => {
+                let Some(all_ok) = &all_ok else { continue };
+                let bad = not(all_ok).map_err(arrow(&route.table))?;
+                if bad.true_count() == 0 {
+                    continue;
+                }
+                let mut rule = StringBuilder::new();
+                for row in (0..n).filter(|&row| bad.value(row)) {
+                    let first = plan
+                        .drop
+                        .iter()
+                        .find(|&&i| !ok[i].value(row) || ok[i].is_null(row));
+                    rule.append_option(first.map(|&i| plan.names[i].as_str()));
+                }
+                let mut columns: Vec<ArrayRef> = vec![Arc::new(rule.finish())];
+                for &c in cols {
+                    columns.push(filter(batch.column(c), &bad).map_err(arrow(&route.table))?);
+                }
+                conform_columns(columns, &route.schema, &route.table)?
+            }
+            RouteKind::Table { flag, cols, dedupe } => {
+                let flag = batch.column(*flag).as_boolean();
+                let keep = match &all_ok {
+                    Some(a) => and(a, flag).map_err(arrow(&route.table))?,
+                    None => flag.clone(),
+                };
+                if keep.true_count() == 0 {
+                    continue;
+                }
+                let projected = batch.project(cols).map_err(arrow(&route.table))?;
+                let rows = filter_record_batch(&projected, &keep).map_err(arrow(&route.table))?;
+                let rows = conform_batch(rows, &route.schema, &route.table)?;
+                match dedupe {
+                    Some(seen) => {
+                        let new = seen.insert(&rows, &route.table)?;
+                        filter_record_batch(&rows, &new).map_err(arrow(&route.table))?
+                    }
+                    None => rows,
+                }
+            }
+        };
+        if out.num_rows() == 0 {
+            continue;
+        }
+        stats.rows[r] += out.num_rows() as u64;
+        writers[r]
+            .write(&out)
+            .await
+            .map_err(|e| Error::delta(&route.table, e))?;
+    }
+    Ok(())
+}
+
+/// The rows a deduplicated table holds, as 128-bit hashes (XXH3) of their row encoding
+/// (Arrow's row format: equal rows, NULLs included, and only they, encode to equal bytes).
+/// Two different rows would be taken for duplicates only if their hashes collided: for the
+/// 10^8 rows of a big table, a chance of about 10^-23.
+pub(crate) struct Seen {
+    fields: Vec<SortField>,
+    hashes: Mutex<HashSet<u128, BuildHasherDefault<PassThrough>>>,
+}
+
+impl Seen {
+    fn new(schema: &SchemaRef) -> Self {
+        Self {
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+            hashes: Mutex::default(),
+        }
+    }
+
+    /// Records the rows of `batch` (in the table's schema); true for each row not seen before
+    /// (in this batch or earlier).
+    fn insert(&self, batch: &RecordBatch, table: &TableId) -> Result<BooleanArray> {
+        let arrow = |source| Error::Arrow {
+            context: format!("deduplicating rows of {table}"),
+            source,
+        };
+        let converter = RowConverter::new(self.fields.clone()).map_err(arrow)?;
+        let rows = converter.convert_columns(batch.columns()).map_err(arrow)?;
+        let hashes: Vec<u128> = rows
+            .iter()
+            .map(|r| twox_hash::XxHash3_128::oneshot(r.as_ref()))
+            .collect();
+        let mut seen = self.hashes.lock().expect("dedupe set");
+        seen.reserve(hashes.len());
+        Ok(hashes.into_iter().map(|h| Some(seen.insert(h))).collect())
+    }
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64 ^ (v >> 64) as u64;
+    }
 }
 
 /// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not
-/// `invoiceno`), so the same SQL runs on both.
+/// `invoiceno`), and knows the Spark functions DataFusion lacks, so the same SQL runs on both.
 pub(crate) fn session() -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    crate::ops::spark::register(&ctx);
+    ctx
 }
 
 pub(crate) fn df(
@@ -423,67 +763,32 @@ pub(crate) async fn collect_sql(
         .map_err(df(table))
 }
 
-fn scalar_u64(batches: &[RecordBatch], col: usize) -> u64 {
-    use deltalake::arrow::array::{Array, Int64Array};
-    batches
-        .iter()
-        .filter_map(|b| {
-            let c = cast(b.column(col), &deltalake::arrow::datatypes::DataType::Int64).ok()?;
-            let a = c.as_any().downcast_ref::<Int64Array>()?.clone();
-            (!a.is_empty() && a.is_valid(0)).then(|| a.value(0) as u64)
-        })
-        .sum()
-}
-
-fn first_location(batches: &[RecordBatch]) -> String {
-    use deltalake::arrow::util::display::array_value_to_string;
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| {
-            format!(
-                "{} line {}",
-                array_value_to_string(b.column(0), 0).unwrap_or_default(),
-                array_value_to_string(b.column(1), 0).unwrap_or_default()
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// `c1, c2, …` for the table's columns, except `skip`.
-fn select_list(spec: &TableSpec, skip: &[&str]) -> String {
-    spec.columns
-        .iter()
-        .filter(|c| !skip.contains(&c.name.as_str()))
-        .map(|c| c.name.clone())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Casts each batch to the table's Arrow schema (SQL yields nanosecond timestamps and nullable
-/// fields; the table wants microseconds and its own nullability, which `try_new` checks).
-pub(crate) fn conform(
-    batches: Vec<RecordBatch>,
+/// Casts a batch to the table's Arrow schema (SQL yields nullable fields, and may yield other
+/// timestamp units or string layouts; the table wants its own, and `try_new` checks nullability).
+pub(crate) fn conform_batch(
+    batch: RecordBatch,
     schema: &SchemaRef,
     table: &TableId,
-) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| {
-            let cols = schema
-                .fields()
-                .iter()
-                .zip(b.columns())
-                .map(|(f, c)| cast(c, f.data_type()))
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|cols| RecordBatch::try_new(schema.clone(), cols));
-            cols.map_err(|source| Error::Arrow {
-                context: format!("rows for {table}"),
-                source,
-            })
-        })
-        .collect()
+) -> Result<RecordBatch> {
+    conform_columns(batch.columns().to_vec(), schema, table)
+}
+
+fn conform_columns(
+    columns: Vec<ArrayRef>,
+    schema: &SchemaRef,
+    table: &TableId,
+) -> Result<RecordBatch> {
+    let cols = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|cols| RecordBatch::try_new(schema.clone(), cols));
+    cols.map_err(|source| Error::Arrow {
+        context: format!("rows for {table}"),
+        source,
+    })
 }
 
 /// Data files the source's commits after `from` (up to `to`) added.

@@ -94,6 +94,14 @@ impl Target {
             // drop (256 Ki rows of bronze is ~20 MiB encoded).
             .set_max_row_group_row_count(Some(256 * 1024))
             .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
+        // Measured doubles (revenue, days) rarely repeat: interning them into a dictionary
+        // that Parquet then abandons is wasted work.
+        for f in schema.fields() {
+            if *f.data_type() == deltalake::arrow::datatypes::DataType::Float64 {
+                props =
+                    props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+            }
+        }
         for name in &self.constant_columns {
             props = props.set_column_statistics_enabled(
                 ColumnPath::from(name.as_str()),
@@ -206,34 +214,6 @@ impl Target {
             attempts,
             last_error,
         })
-    }
-
-    /// Writes `batches` to new files and commits them as one append (see [`Self::commit_append`]);
-    /// nothing is committed when any write fails.
-    pub(crate) async fn append_batches(
-        &mut self,
-        batches: Vec<RecordBatch>,
-        app_id: &str,
-        txn_version: i64,
-        key: &str,
-        metadata: serde_json::Value,
-    ) -> Result<Committed> {
-        let mut writer = self.writer();
-        for b in &batches {
-            if b.num_rows() == 0 {
-                continue;
-            }
-            if let Err(e) = writer.write(b).await {
-                let _ = writer.abort().await;
-                return Err(Error::delta(&self.id, e));
-            }
-        }
-        let adds = writer
-            .close()
-            .await
-            .map_err(|e| Error::delta(&self.id, e))?;
-        self.commit_append(adds, app_id, txn_version, key, metadata)
-            .await
     }
 }
 

@@ -1,5 +1,6 @@
 -- Types the new rows of bronze.online_retail (registered as `bronze_new`). Portable to Spark SQL:
--- TRY_CAST, split_part, lpad, concat and CASE only. Dates come in two forms:
+-- TRY_CAST, COALESCE and Spark's try_to_timestamp (berserkr gives DataFusion the same, for the
+-- pattern letters used here). Dates come in two forms:
 --   'YYYY-MM-DD HH:MM:SS' (the real drops) and 'M/D/YYYY H:MM' (the UCI spreadsheet, the generator);
 -- anything else, or a number that does not parse, becomes NULL for the expectations to catch.
 SELECT
@@ -7,15 +8,8 @@ SELECT
   StockCode,
   Description,
   TRY_CAST(Quantity AS BIGINT) AS Quantity,
-  CASE
-    WHEN InvoiceDate LIKE '%/%/% %:%' THEN TRY_CAST(concat(
-      split_part(split_part(InvoiceDate, ' ', 1), '/', 3), '-',
-      lpad(split_part(InvoiceDate, '/', 1), 2, '0'), '-',
-      lpad(split_part(split_part(InvoiceDate, ' ', 1), '/', 2), 2, '0'), ' ',
-      lpad(split_part(split_part(InvoiceDate, ' ', 2), ':', 1), 2, '0'), ':',
-      split_part(split_part(InvoiceDate, ' ', 2), ':', 2), ':00') AS TIMESTAMP)
-    WHEN InvoiceDate LIKE '____-__-__ __:__:__' THEN TRY_CAST(InvoiceDate AS TIMESTAMP)
-  END AS InvoiceDate,
+  COALESCE(try_to_timestamp(InvoiceDate, 'yyyy-MM-dd HH:mm:ss'),
+           try_to_timestamp(InvoiceDate, 'M/d/yyyy H:mm')) AS InvoiceDate,
   TRY_CAST(UnitPrice AS DOUBLE) AS UnitPrice,
   TRY_CAST(TRY_CAST(CustomerID AS DOUBLE) AS BIGINT) AS CustomerID,
   Country,

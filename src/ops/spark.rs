@@ -1,0 +1,342 @@
+//! Spark SQL functions DataFusion lacks, so the SQL of `tables/` runs unchanged on Spark and
+//! here: `unix_micros(timestamp)` and `try_to_timestamp(string, pattern)`.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondBuilder};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, TimeUnit};
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::error::{DataFusionError, Result};
+use deltalake::datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use deltalake::datafusion::prelude::SessionContext;
+
+/// Registers the functions of this module in `ctx`.
+pub(crate) fn register(ctx: &SessionContext) {
+    let ts = |u| TypeSignature::Exact(vec![DataType::Timestamp(u, None)]);
+    ctx.register_udf(ScalarUDF::new_from_impl(UnixMicros {
+        signature: Signature::one_of(
+            vec![
+                ts(TimeUnit::Nanosecond),
+                ts(TimeUnit::Microsecond),
+                ts(TimeUnit::Millisecond),
+                ts(TimeUnit::Second),
+            ],
+            Volatility::Immutable,
+        ),
+    }));
+    let s = |t: DataType| TypeSignature::Exact(vec![t, DataType::Utf8]);
+    ctx.register_udf(ScalarUDF::new_from_impl(TryToTimestamp {
+        signature: Signature::one_of(
+            vec![
+                s(DataType::Utf8),
+                s(DataType::Utf8View),
+                s(DataType::LargeUtf8),
+            ],
+            Volatility::Immutable,
+        ),
+    }));
+}
+
+/// Spark's `unix_micros(timestamp)`: microseconds since the epoch.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UnixMicros {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UnixMicros {
+    fn name(&self) -> &str {
+        "unix_micros"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let micros = |a: &ArrayRef| -> Result<ArrayRef> {
+            let t = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            Ok(cast(&t, &DataType::Int64)?)
+        };
+        Ok(match &args.args[0] {
+            ColumnarValue::Array(a) => ColumnarValue::Array(micros(a)?),
+            ColumnarValue::Scalar(s) => {
+                let a = micros(&s.to_array()?)?;
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
+            }
+        })
+    }
+}
+
+/// Spark's `try_to_timestamp(string, pattern)`: the string read with a Spark datetime pattern
+/// as a timestamp without time zone, or NULL when it does not match or names no real instant
+/// (month 13, February 30th). The pattern is a constant made of `yyyy`, `M`, `MM`, `d`, `dd`,
+/// `H`, `HH`, `m`, `mm`, `s`, `ss` and literal characters (`'...'` quotes letters); a single
+/// letter reads one or two digits, two letters exactly two, `yyyy` exactly four.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TryToTimestamp {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TryToTimestamp {
+    fn name(&self) -> &str {
+        "try_to_timestamp"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let pattern = match &args.args[1] {
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(p))
+                | ScalarValue::Utf8View(Some(p))
+                | ScalarValue::LargeUtf8(Some(p)),
+            ) => Pattern::compile(p).map_err(DataFusionError::Plan)?,
+            _ => {
+                return Err(DataFusionError::Plan(
+                    "try_to_timestamp: the pattern must be a constant string".into(),
+                ));
+            }
+        };
+        let (array, scalar) = match &args.args[0] {
+            ColumnarValue::Array(a) => (a.clone(), false),
+            ColumnarValue::Scalar(s) => (s.to_array()?, true),
+        };
+        let out: ArrayRef = Arc::new(match array.data_type() {
+            DataType::Utf8 => parse_all(array.as_string::<i32>().iter(), &pattern),
+            DataType::LargeUtf8 => parse_all(array.as_string::<i64>().iter(), &pattern),
+            DataType::Utf8View => parse_all(array.as_string_view().iter(), &pattern),
+            t => {
+                return Err(DataFusionError::Plan(format!(
+                    "try_to_timestamp: cannot read a timestamp from {t}"
+                )));
+            }
+        });
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+fn parse_all<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    pattern: &Pattern,
+) -> deltalake::arrow::array::TimestampMicrosecondArray {
+    let mut b = TimestampMicrosecondBuilder::with_capacity(values.size_hint().0);
+    for v in values {
+        b.append_option(v.and_then(|s| pattern.parse(s.as_bytes())));
+    }
+    b.finish()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Field {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    /// A number: the field, and how many digits it may have.
+    Number { field: Field, min: u8, max: u8 },
+    /// Bytes that must be there as they are.
+    Literal(Vec<u8>),
+}
+
+/// A compiled Spark datetime pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pattern {
+    tokens: Vec<Token>,
+}
+
+impl Pattern {
+    /// Compiles `pattern`, or says which part of it is not supported.
+    pub(crate) fn compile(pattern: &str) -> std::result::Result<Self, String> {
+        let mut tokens = Vec::new();
+        let mut literal = Vec::new();
+        let chars: Vec<char> = pattern.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '\'' {
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&q| q == '\'')
+                    .ok_or_else(|| format!("try_to_timestamp: unclosed quote in '{pattern}'"))?;
+                let quoted: String = chars[i + 1..i + 1 + end].iter().collect();
+                literal.extend_from_slice(if end == 0 { b"'" } else { quoted.as_bytes() });
+                i += end + 2;
+                continue;
+            }
+            if !c.is_ascii_alphabetic() {
+                let mut buf = [0u8; 4];
+                literal.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i += 1;
+                continue;
+            }
+            let run = chars[i..].iter().take_while(|&&d| d == c).count();
+            let field = match c {
+                'y' => Field::Year,
+                'M' => Field::Month,
+                'd' => Field::Day,
+                'H' => Field::Hour,
+                'm' => Field::Minute,
+                's' => Field::Second,
+                _ => {
+                    return Err(format!(
+                        "try_to_timestamp: pattern letter '{c}' of '{pattern}' is not supported (yyyy M d H m s are)"
+                    ));
+                }
+            };
+            let (min, max) = match (field, run) {
+                (Field::Year, 4) => (4, 4),
+                (Field::Year, _) => {
+                    return Err(format!(
+                        "try_to_timestamp: years are read as 'yyyy' ('{pattern}')"
+                    ));
+                }
+                (_, 1) => (1, 2),
+                (_, 2) => (2, 2),
+                _ => {
+                    return Err(format!(
+                        "try_to_timestamp: '{}' in '{pattern}' is too long",
+                        c.to_string().repeat(run)
+                    ));
+                }
+            };
+            if !literal.is_empty() {
+                tokens.push(Token::Literal(std::mem::take(&mut literal)));
+            }
+            tokens.push(Token::Number { field, min, max });
+            i += run;
+        }
+        if !literal.is_empty() {
+            tokens.push(Token::Literal(literal));
+        }
+        Ok(Self { tokens })
+    }
+
+    /// Microseconds since the epoch of the instant `s` names, if it matches the whole pattern.
+    pub(crate) fn parse(&self, s: &[u8]) -> Option<i64> {
+        let (mut y, mut mo, mut d, mut h, mut mi, mut sec) =
+            (1970i32, 1u32, 1u32, 0u32, 0u32, 0u32);
+        let mut pos = 0;
+        for t in &self.tokens {
+            match t {
+                Token::Literal(l) => {
+                    if !s[pos..].starts_with(l) {
+                        return None;
+                    }
+                    pos += l.len();
+                }
+                Token::Number { field, min, max } => {
+                    let digits = s[pos..]
+                        .iter()
+                        .take(*max as usize)
+                        .take_while(|b| b.is_ascii_digit())
+                        .count();
+                    if digits < *min as usize {
+                        return None;
+                    }
+                    let v = s[pos..pos + digits]
+                        .iter()
+                        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+                    pos += digits;
+                    match field {
+                        Field::Year => y = v as i32,
+                        Field::Month => mo = v,
+                        Field::Day => d = v,
+                        Field::Hour => h = v,
+                        Field::Minute => mi = v,
+                        Field::Second => sec = v,
+                    }
+                }
+            }
+        }
+        if pos != s.len() {
+            return None;
+        }
+        let t = chrono::NaiveDate::from_ymd_opt(y, mo, d)?.and_hms_opt(h, mi, sec)?;
+        Some(t.and_utc().timestamp_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Option<i64> {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .map(|t| t.and_utc().timestamp_micros())
+    }
+
+    #[test]
+    fn both_date_forms_of_the_retail_data_parse() {
+        let iso = Pattern::compile("yyyy-MM-dd HH:mm:ss").unwrap();
+        let us = Pattern::compile("M/d/yyyy H:mm").unwrap();
+        assert_eq!(iso.parse(b"2010-12-01 08:26:00"), at("2010-12-01 08:26:00"));
+        assert_eq!(us.parse(b"12/1/2010 8:26"), at("2010-12-01 08:26:00"));
+        assert_eq!(us.parse(b"1/12/2011 17:05"), at("2011-01-12 17:05:00"));
+        assert_eq!(us.parse(b"01/02/2011 09:05"), at("2011-01-02 09:05:00"));
+    }
+
+    #[test]
+    fn anything_else_is_null() {
+        let iso = Pattern::compile("yyyy-MM-dd HH:mm:ss").unwrap();
+        let us = Pattern::compile("M/d/yyyy H:mm").unwrap();
+        for bad in [
+            "",
+            "2010-12-01",
+            "2010-12-01 08:26",
+            "2010-12-01 08:26:00 ",
+            "2010-13-01 08:26:00",
+            "2011-02-29 10:00:00",
+            "2010-12-01T08:26:00",
+            "x010-12-01 08:26:00",
+        ] {
+            assert_eq!(iso.parse(bad.as_bytes()), None, "{bad}");
+        }
+        for bad in [
+            "12/1/2010",
+            "12/1/10 8:26",
+            "123/1/2010 8:26",
+            "2/30/2011 8:26",
+            "12/1/2010 24:00",
+            "12/1/2010 8:60",
+            "12-1-2010 8:26",
+            "12/1/2010 8:26:00",
+        ] {
+            assert_eq!(us.parse(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn quoted_letters_and_unsupported_patterns() {
+        let p = Pattern::compile("yyyy-MM-dd'T'HH:mm").unwrap();
+        assert_eq!(p.parse(b"2011-03-04T05:06"), at("2011-03-04 05:06:00"));
+        assert!(Pattern::compile("yy-MM-dd").is_err());
+        assert!(Pattern::compile("yyyy-MM-dd a").is_err());
+        assert!(Pattern::compile("yyyy-MMM-dd").is_err());
+        assert!(Pattern::compile("yyyy'-MM").is_err());
+    }
+}
