@@ -244,6 +244,11 @@ pub struct TableSpec {
     /// Keep one row of each set of identical rows, across refreshes too.
     #[serde(default)]
     pub dedupe: bool,
+    /// A column every duplicate shares with its original (a deduplicated table's rows are
+    /// equal in every column): the rows already in the table are searched for duplicates only
+    /// within the new rows' range of it, which file and row-group statistics narrow down.
+    #[serde(default)]
+    pub dedupe_bounded_by: Option<String>,
     /// Where rows that fail a `drop` expectation go.
     #[serde(default)]
     pub quarantine: Option<String>,

@@ -18,8 +18,10 @@ use deltalake::arrow::compute::kernels::boolean::{and, not};
 use deltalake::arrow::compute::{cast, filter, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::prelude::{Expr, ident, lit};
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::FileSelection;
 use deltalake::kernel::Add;
@@ -292,7 +294,16 @@ impl Lakehouse {
                         .map(|c| column(&c.name))
                         .collect::<Result<_>>()?,
                     dedupe: match o.spec.dedupe {
-                        true => Some(self.dedupe_seen(&table, &schema).await?),
+                        true if o.target.state.log_data().iter().next().is_none() => {
+                            Some(Arc::new(Seen::new(&schema)))
+                        }
+                        true => {
+                            let bound = match &o.spec.dedupe_bounded_by {
+                                Some(c) => Some(new_range(&ctx, c, o.spec, source_id).await?),
+                                None => None,
+                            };
+                            Some(self.dedupe_seen(&table, &schema, bound).await?)
+                        }
                         false => None,
                     },
                 },
@@ -438,22 +449,36 @@ impl Lakehouse {
         Ok(counts)
     }
 
-    /// The rows a deduplicated table holds already, as row hashes (see [`Seen`]).
-    async fn dedupe_seen(&self, id: &TableId, schema: &SchemaRef) -> Result<Arc<Seen>> {
+    /// The rows a deduplicated table holds already, as row hashes (see [`Seen`]); with
+    /// `bound`, only those whose column is in the range (None: there are no new rows).
+    async fn dedupe_seen(
+        &self,
+        id: &TableId,
+        schema: &SchemaRef,
+        bound: Option<(String, Option<(ScalarValue, ScalarValue)>)>,
+    ) -> Result<Arc<Seen>> {
         let seen = Arc::new(Seen::new(schema));
         let table = self.table(id).await?;
-        let ctx = session();
-        ctx.register_table("existing", table.table_provider().await.map_err(df(id))?)
+        let mut config = SessionConfig::new()
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // Rows outside the range are dropped after reading only the bounding column.
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let ctx = SessionContext::new_with_config(config);
+        let cols: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
+        let mut existing = ctx
+            .read_table(table.table_provider().await.map_err(df(id))?)
             .map_err(df(id))?;
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let streams = ctx
-            .sql(&format!("SELECT {cols} FROM existing"))
-            .await
+        match bound {
+            Some((_, None)) => return Ok(seen),
+            Some((c, Some((min, max)))) => {
+                existing = existing
+                    .filter(ident(c).between(lit(min), lit(max)))
+                    .map_err(df(id))?;
+            }
+            None => {}
+        }
+        let streams = existing
+            .select(cols)
             .map_err(df(id))?
             .execute_stream_partitioned()
             .await
@@ -476,6 +501,32 @@ impl Lakehouse {
         }
         Ok(seen)
     }
+}
+
+/// The smallest and largest value of `column` among the typed new rows bound for `spec`
+/// (None: there are none).
+async fn new_range(
+    ctx: &SessionContext,
+    column: &str,
+    spec: &TableSpec,
+    source_id: &TableId,
+) -> Result<(String, Option<(ScalarValue, ScalarValue)>)> {
+    let filter = spec.filter.as_deref().unwrap_or("TRUE");
+    let r = collect_sql(
+        ctx,
+        &format!(
+            "SELECT min({column}), max({column}) FROM typed WHERE COALESCE(({filter}), FALSE)"
+        ),
+        source_id,
+    )
+    .await?;
+    let value = |i: usize| {
+        r.iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| ScalarValue::try_from_array(b.column(i), 0).ok())
+            .filter(|v| !v.is_null())
+    };
+    Ok((column.to_string(), value(0).zip(value(1))))
 }
 
 /// Where the expectations' verdicts are in a checked batch.
