@@ -54,6 +54,10 @@ for n in $ROWS; do
     rm -rf "$OUT/duckdb-$n"; measure "duckdb-all-$n" "$PY" "$PEERS/pipe_duckdb.py" all "$csv" "$OUT/duckdb-$n"
     rm -rf "$OUT/polars-$n"; measure "polars-all-$n" "$PY" "$PEERS/pipe_polars.py" all "$csv" "$OUT/polars-$n"
   done
+  # PySpark local[2], once (about a minute at 5M rows; SPARK=0 skips it).
+  if [ "${SPARK:-1}" = 1 ]; then
+    rm -rf "$OUT/spark-$n"; measure "spark-all-$n" "$PY" "$PEERS/pipe_spark.py" all "$csv" "$OUT/spark-$n"
+  fi
   # Full-size equality with the DuckDB peer (gold's default cutoff = the SPEC's).
   rm -rf "$OUT/lake-$n-eq"; "$BIN" --lake "$OUT/lake-$n-eq" lake init > /dev/null
   "$BIN" --lake "$OUT/lake-$n-eq" lake append "$lzo" > /dev/null
@@ -76,6 +80,10 @@ for n in $ROWS; do
   printf '%9s rows: refresh silver %.2f (%s MiB) | gold %.2f (%s MiB) | end to end %.2f (%s MiB) | incremental silver (+1 drop) %.2f | duckdb all %.2f (%s MiB) | polars all %.2f (%s MiB)\n' \
     "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
   "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
+  if grep -q "\"label\": \"spark-all-$n\"" "$RES"; then
+    sp=$(best_wall spark-all-$n)
+    printf '%9s rows: pyspark local[2] all %.2f (%s MiB)   end to end / pyspark = %.3f\n' "$n" "$sp" "$(peak spark-all-$n)" "$("$PY" -c "import sys; print(float(sys.argv[1])/float(sys.argv[2]))" "$e2e" "$sp")" | tee -a "$OUT/ratios.txt"
+  fi
   "$PY" - "$lz" "$c1" "$cp" "$ap" "$dk" "$pl" "$n" <<'PY' | tee -a "$OUT/ratios.txt"
 import sys
 lz, c1, cp, ap, dk, pl = map(float, sys.argv[1:7]); n = sys.argv[7]
