@@ -151,6 +151,25 @@ async fn a_fail_expectation_commits_nothing() {
     )
     .await;
     assert_eq!(before, after);
+    // No data file is left behind either.
+    let parquet = walk(&dir.path().join("lake/silver"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect::<Vec<_>>();
+    assert!(parquet.is_empty(), "{parquet:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[tokio::test]

@@ -94,14 +94,6 @@ impl Target {
             // drop (256 Ki rows of bronze is ~20 MiB encoded).
             .set_max_row_group_row_count(Some(256 * 1024))
             .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
-        // Measured doubles (revenue, days) rarely repeat: interning them into a dictionary
-        // that Parquet then abandons is wasted work.
-        for f in schema.fields() {
-            if *f.data_type() == deltalake::arrow::datatypes::DataType::Float64 {
-                props =
-                    props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
-            }
-        }
         for name in &self.constant_columns {
             props = props.set_column_statistics_enabled(
                 ColumnPath::from(name.as_str()),
