@@ -337,19 +337,19 @@ async fn load_into_memory(ctx: &SessionContext, name: &str, sql: &str, id: &Tabl
         .map_err(df(id))?;
     let mut used: Vec<String> = Vec::new();
     plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if scan.table_name.table() == name {
-                let filtered = scan.filters.iter().flat_map(|f| f.column_refs());
-                for c in scan
-                    .projected_schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .chain(filtered.map(|c| c.name.clone()))
-                {
-                    if !used.contains(&c) {
-                        used.push(c);
-                    }
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == name
+        {
+            let filtered = scan.filters.iter().flat_map(|f| f.column_refs());
+            for c in scan
+                .projected_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .chain(filtered.map(|c| c.name.clone()))
+            {
+                if !used.contains(&c) {
+                    used.push(c);
                 }
             }
         }

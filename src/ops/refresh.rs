@@ -317,13 +317,12 @@ impl Lakehouse {
         if let Some(q) = routes
             .iter()
             .find(|r| matches!(r.kind, RouteKind::Quarantine { .. }))
+            && q.schema.fields().first().map(|f| f.name().as_str()) != Some("rule")
         {
-            if q.schema.fields().first().map(|f| f.name().as_str()) != Some("rule") {
-                return Err(Error::Catalog {
-                    file: format!("tables/{}.toml", q.table.path()),
-                    message: "a quarantine table's first column is `rule`".into(),
-                });
-            }
+            return Err(Error::Catalog {
+                file: format!("tables/{}.toml", q.table.path()),
+                message: "a quarantine table's first column is `rule`".into(),
+            });
         }
 
         let streams = checked
@@ -371,18 +370,18 @@ impl Lakehouse {
                 },
             );
         }
-        if error.is_none() {
-            if let Some(&i) = plan.fail.iter().find(|&&i| stats.violations[i] > 0) {
-                error = Some(Error::ExpectationFailed {
-                    table: lead.id().to_string(),
-                    rule: rules[i].name.clone(),
-                    violations: stats.violations[i],
-                    first: stats.first_fail[i]
-                        .as_ref()
-                        .map(|(f, l)| format!("{f} line {l}"))
-                        .unwrap_or_default(),
-                });
-            }
+        if error.is_none()
+            && let Some(&i) = plan.fail.iter().find(|&&i| stats.violations[i] > 0)
+        {
+            error = Some(Error::ExpectationFailed {
+                table: lead.id().to_string(),
+                rule: rules[i].name.clone(),
+                violations: stats.violations[i],
+                first: stats.first_fail[i]
+                    .as_ref()
+                    .map(|(f, l)| format!("{f} line {l}"))
+                    .unwrap_or_default(),
+            });
         }
         if let Some(e) = error {
             for w in per_route {
@@ -583,10 +582,10 @@ impl PartStats {
             *a += b;
         }
         for (a, b) in self.first_fail.iter_mut().zip(other.first_fail) {
-            if let Some(b) = b {
-                if a.as_ref().is_none_or(|a| b < *a) {
-                    *a = Some(b);
-                }
+            if let Some(b) = b
+                && a.as_ref().is_none_or(|a| b < *a)
+            {
+                *a = Some(b);
             }
         }
         for (a, b) in self.rows.iter_mut().zip(other.rows) {
