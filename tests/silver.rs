@@ -87,12 +87,14 @@ async fn refresh_types_routes_dedupes_and_is_idempotent() {
     assert!(r2.tables.iter().all(|t| t.version.is_none()));
     assert_eq!(version(&lake, "silver.transactions").await, before);
 
-    // A new drop repeating a row of the first: the duplicate is not added again.
+    // A new drop repeating a row of the first: the duplicate is not added again; a row of the
+    // same invoice that differs in one field is not a duplicate.
     append(
         &lake,
         dir.path(),
         "d2.csv.lzo",
         "536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
+         536365,85123A,HEART,7,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n\
          536400,10001,NEW,2,12/2/2010 10:05,3.00,17850.0,United Kingdom\n",
     )
     .await;
@@ -102,9 +104,9 @@ async fn refresh_types_routes_dedupes_and_is_idempotent() {
         .iter()
         .find(|x| x.table == "silver.transactions")
         .unwrap();
-    assert_eq!(t.rows, 1);
+    assert_eq!(t.rows, 2);
     let n = query(&lake, "silver.transactions", "SELECT count(*) AS n FROM t").await;
-    assert!(n.contains("| 4 |"), "{n}");
+    assert!(n.contains("| 5 |"), "{n}");
 }
 
 #[tokio::test]
