@@ -394,6 +394,14 @@ impl Catalog {
                         spec.id()
                     )));
                 }
+                if let Some(c) = &spec.dedupe_bounded_by {
+                    // Rows whose bounding value is NULL would fall outside every range.
+                    if !spec.dedupe || !spec.columns.iter().any(|x| &x.name == c && !x.nullable) {
+                        return Err(bad(format!(
+                            "dedupe_bounded_by = {c:?} needs dedupe = true and a column {c:?} with nullable = false"
+                        )));
+                    }
+                }
                 tables.insert(spec.id(), spec);
             } else if let Some(file) = path.strip_prefix("migrations/") {
                 let stem = file.trim_end_matches(".toml");
@@ -493,5 +501,20 @@ mod tests {
             Catalog::from_files([("migrations/0001_a.toml", m), ("migrations/0001_b.toml", m)])
                 .unwrap_err();
         assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn a_dedupe_bound_must_be_a_non_null_column() {
+        let table = |nullable: bool| {
+            format!(
+                "layer = \"silver\"\nname = \"t\"\ndescription = \"t\"\ndedupe = true\n\
+                 dedupe_bounded_by = \"k\"\n[[columns]]\nname = \"k\"\ntype = \"string\"\n\
+                 nullable = {nullable}\n"
+            )
+        };
+        assert!(Catalog::from_files([("tables/silver/t.toml", table(false).as_str())]).is_ok());
+        let err =
+            Catalog::from_files([("tables/silver/t.toml", table(true).as_str())]).unwrap_err();
+        assert!(err.to_string().contains("nullable = false"), "{err}");
     }
 }
