@@ -15,7 +15,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
@@ -26,10 +26,13 @@ use crate::catalog::TableId;
 use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, app_txn_version, partition_values};
 use crate::ops::refresh::{collect_sql, conform_batch, df, refresh_app_id, session};
-use crate::ops::target::{Target, abort_all, close_all, discard};
+use crate::ops::target::{Target, abort_all, close_all, discard, join_writing};
 
 /// The gold table `lake refresh gold` builds.
 pub const GOLD_FEATURES: &str = "gold.customer_item_features";
+/// Immediate retries of a gold commit that lost a race to a commit it does not conflict with
+/// (delta-rs's own default for its operations).
+const GOLD_COMMIT_RETRIES: usize = 15;
 /// Format of a cutoff, in the table and on the command line.
 pub const CUTOFF_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -165,7 +168,7 @@ impl Lakehouse {
         })?;
         // Each cutoff's rows stream from the query into Parquet writers (one per partition of
         // the plan, so both cores encode); nothing is committed until every cutoff is written.
-        let target = Target::open(self, &gold_id).await?;
+        let mut target = Target::of(self, &gold_id, &gold)?;
         let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
         for c in &cuts {
             match write_query(&ctx, &sql_at(c), &target, &schema, label).await {
@@ -220,20 +223,16 @@ impl Lakehouse {
             .map(Action::Add)
             .chain(removes)
             .collect();
-        let committed = CommitBuilder::from(props)
-            .with_actions(actions)
-            .build(
-                Some(&target.state),
-                target.log_store.clone(),
-                DeltaOperation::Write {
-                    mode: SaveMode::Overwrite,
-                    partition_by: None,
-                    predicate: Some(predicate),
-                },
-            )
-            .await;
-        let version = match committed {
-            Ok(c) => c.version(),
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: None,
+            predicate: Some(predicate),
+        };
+        let version = match target
+            .commit(actions, operation, props, GOLD_COMMIT_RETRIES)
+            .await
+        {
+            Ok(v) => v,
             Err(e) => {
                 discard(&target, &adds).await;
                 return Err(Error::delta(&gold_id, e));
@@ -296,30 +295,17 @@ async fn write_query(
             (writer, written.map(|()| (rows, positives)))
         }));
     }
-    let (mut writers, mut error, mut rows, mut positives) = (Vec::new(), None, 0, 0);
-    for t in tasks {
-        match t.await {
-            Ok((w, r)) => {
-                writers.push(w);
-                match r {
-                    Ok((r, p)) => {
-                        rows += r;
-                        positives += p;
-                    }
-                    Err(e) => {
-                        error.get_or_insert(e);
-                    }
-                }
-            }
-            Err(e) => {
-                error.get_or_insert(Error::Task(format!("writing {id}: {e}")));
-            }
+    let (writers, counts) = join_writing(tasks, &format!("writing {id}")).await;
+    let counts = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            abort_all(writers).await;
+            return Err(e);
         }
-    }
-    if let Some(e) = error {
-        abort_all(writers).await;
-        return Err(e);
-    }
+    };
+    let (rows, positives) = counts
+        .iter()
+        .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1));
     let adds = close_all(writers).await.map_err(|e| Error::delta(id, e))?;
     Ok((adds, rows, positives))
 }

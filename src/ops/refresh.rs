@@ -33,7 +33,7 @@ use serde_json::json;
 use crate::catalog::{ExpectationAction, ExpectationSpec, TableId, TableSpec};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
-use crate::ops::target::{Committed, Target, abort_all, close_all, discard};
+use crate::ops::target::{Committed, Target, abort_all, close_all, discard, join_writing};
 
 /// What happened to one silver table.
 #[derive(Debug, Clone, Serialize)]
@@ -281,8 +281,10 @@ impl Lakehouse {
                         .spec
                         .columns
                         .iter()
-                        .skip(1)
-                        .map(|c| column(&c.name))
+                        .map(|c| match c.name.as_str() {
+                            "rule" => Ok(None),
+                            name => column(name).map(Some),
+                        })
                         .collect::<Result<_>>()?,
                 },
                 None => RouteKind::Table {
@@ -302,7 +304,7 @@ impl Lakehouse {
                                 Some(c) => Some(new_range(&ctx, c, o.spec, source_id).await?),
                                 None => None,
                             };
-                            Some(self.dedupe_seen(&table, &schema, bound).await?)
+                            Some(dedupe_seen(&o.target, &schema, bound).await?)
                         }
                         false => None,
                     },
@@ -314,17 +316,6 @@ impl Lakehouse {
                 table,
             });
         }
-        if let Some(q) = routes
-            .iter()
-            .find(|r| matches!(r.kind, RouteKind::Quarantine { .. }))
-            && q.schema.fields().first().map(|f| f.name().as_str()) != Some("rule")
-        {
-            return Err(Error::Catalog {
-                file: format!("tables/{}.toml", q.table.path()),
-                message: "a quarantine table's first column is `rule`".into(),
-            });
-        }
-
         let streams = checked
             .execute_stream_partitioned()
             .await
@@ -339,26 +330,18 @@ impl Lakehouse {
                 route_partition(stream, &plan, &routes, writers, &source_id).await
             }));
         }
+        let (partitions, results) = join_writing(tasks, &format!("refresh of {source_id}")).await;
         let mut per_route: Vec<Vec<DeltaWriter>> = idx.iter().map(|_| Vec::new()).collect();
+        for writers in partitions {
+            for (r, w) in writers.into_iter().enumerate() {
+                per_route[r].push(w);
+            }
+        }
         let mut stats = PartStats::new(rules.len(), idx.len());
         let mut error = None;
-        for t in tasks {
-            match t.await {
-                Ok((writers, result)) => {
-                    for (r, w) in writers.into_iter().enumerate() {
-                        per_route[r].push(w);
-                    }
-                    match result {
-                        Ok(s) => stats.merge(s),
-                        Err(e) => {
-                            error.get_or_insert(e);
-                        }
-                    }
-                }
-                Err(e) => {
-                    error.get_or_insert(Error::Task(format!("refresh of {source_id}: {e}")));
-                }
-            }
+        match results {
+            Ok(parts) => parts.into_iter().for_each(|p| stats.merge(p)),
+            Err(e) => error = Some(e),
         }
         let mut counts = BTreeMap::new();
         for (i, rule) in rules.iter().enumerate() {
@@ -447,59 +430,61 @@ impl Lakehouse {
         }
         Ok(counts)
     }
+}
 
-    /// The rows a deduplicated table holds already, as row hashes (see [`Seen`]); with
-    /// `bound`, only those whose column is in the range (None: there are no new rows).
-    async fn dedupe_seen(
-        &self,
-        id: &TableId,
-        schema: &SchemaRef,
-        bound: Option<(String, Option<(ScalarValue, ScalarValue)>)>,
-    ) -> Result<Arc<Seen>> {
-        let seen = Arc::new(Seen::new(schema));
-        let table = self.table(id).await?;
-        let mut config = SessionConfig::new()
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        // Rows outside the range are dropped after reading only the bounding column.
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        let ctx = SessionContext::new_with_config(config);
-        let cols: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
-        let mut existing = ctx
-            .read_table(table.table_provider().await.map_err(df(id))?)
-            .map_err(df(id))?;
-        match bound {
-            Some((_, None)) => return Ok(seen),
-            Some((c, Some((min, max)))) => {
-                existing = existing
-                    .filter(ident(c).between(lit(min), lit(max)))
-                    .map_err(df(id))?;
-            }
-            None => {}
+/// The rows a deduplicated table holds already, as row hashes (see [`Seen`]); with
+/// `bound`, only those whose column is in the range (None: there are no new rows).
+async fn dedupe_seen(
+    target: &Target,
+    schema: &SchemaRef,
+    bound: Option<(String, Option<(ScalarValue, ScalarValue)>)>,
+) -> Result<Arc<Seen>> {
+    let id = &target.id;
+    let seen = Arc::new(Seen::new(schema));
+    let mut config = session_config();
+    // Rows outside the range are dropped after reading only the bounding column.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    let ctx = SessionContext::new_with_config(config);
+    let cols: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
+    let mut existing = ctx.read_table(target.provider().await?).map_err(df(id))?;
+    match bound {
+        Some((_, None)) => return Ok(seen),
+        Some((c, Some((min, max)))) => {
+            existing = existing
+                .filter(ident(c).between(lit(min), lit(max)))
+                .map_err(df(id))?;
         }
-        let streams = existing
-            .select(cols)
-            .map_err(df(id))?
-            .execute_stream_partitioned()
-            .await
-            .map_err(df(id))?;
-        let mut tasks = Vec::new();
-        for mut stream in streams {
-            let (seen, schema, id) = (seen.clone(), schema.clone(), id.clone());
-            tasks.push(tokio::spawn(async move {
-                while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(df(&id))?;
-                    let batch = conform_batch(batch, &schema, &id)?;
-                    seen.insert(&batch, &id)?;
-                }
-                Ok::<_, Error>(())
-            }));
-        }
-        for t in tasks {
-            t.await
-                .map_err(|e| Error::Task(format!("reading {id} to deduplicate: {e}")))??;
-        }
-        Ok(seen)
+        None => {}
     }
+    let streams = existing
+        .select(cols)
+        .map_err(df(id))?
+        .execute_stream_partitioned()
+        .await
+        .map_err(df(id))?;
+    let mut tasks = Vec::new();
+    for mut stream in streams {
+        let (seen, schema, id) = (seen.clone(), schema.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Some(batch) = stream.next().await {
+                let batch = batch
+                    .map_err(df(&id))
+                    .and_then(|b| conform_batch(b, &schema, &id));
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => return ((), Err(e)),
+                };
+                if let Err(e) = seen.insert(&batch, &id) {
+                    return ((), Err(e));
+                }
+            }
+            ((), Ok(()))
+        }));
+    }
+    join_writing(tasks, &format!("reading {id} to deduplicate"))
+        .await
+        .1?;
+    Ok(seen)
 }
 
 /// The smallest and largest value of `column` among the typed new rows bound for `spec`
@@ -549,8 +534,9 @@ struct Route {
 }
 
 enum RouteKind {
-    /// Rows failing a drop rule: the first rule they fail, then these columns.
-    Quarantine { cols: Vec<usize> },
+    /// Rows failing a drop rule: the table's columns, each the checked column of that name, or
+    /// (None) the name of the first rule the row fails.
+    Quarantine { cols: Vec<Option<usize>> },
     /// Rows passing every drop rule that the table's filter (column `flag`) selects.
     Table {
         flag: usize,
@@ -634,6 +620,10 @@ async fn route_batch(
         context: "lineage of the typed rows".into(),
         source,
     };
+    let verdicts = |source| Error::Arrow {
+        context: "expectation verdicts of the typed rows".into(),
+        source,
+    };
     let n = batch.num_rows();
     let ok: Vec<&BooleanArray> = plan
         .ok
@@ -662,7 +652,7 @@ async fn route_batch(
     for &i in &plan.drop {
         all_ok = Some(match all_ok {
             None => ok[i].clone(),
-            Some(a) => and(&a, ok[i]).map_err(lineage)?,
+            Some(a) => and(&a, ok[i]).map_err(verdicts)?,
         });
     }
     for (r, route) in routes.iter().enumerate() {
@@ -681,10 +671,15 @@ async fn route_batch(
                         .find(|&&i| !ok[i].value(row) || ok[i].is_null(row));
                     rule.append_option(first.map(|&i| plan.names[i].as_str()));
                 }
-                let mut columns: Vec<ArrayRef> = vec![Arc::new(rule.finish())];
-                for &c in cols {
-                    columns.push(filter(batch.column(c), &bad).map_err(arrow(&route.table))?);
-                }
+                let rule: ArrayRef = Arc::new(rule.finish());
+                let columns = cols
+                    .iter()
+                    .map(|c| match c {
+                        None => Ok(rule.clone()),
+                        Some(c) => filter(batch.column(*c), &bad),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(arrow(&route.table))?;
                 conform_columns(columns, &route.schema, &route.table)?
             }
             RouteKind::Table { flag, cols, dedupe } => {
@@ -783,12 +778,17 @@ impl Hasher for PassThrough {
 /// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not
 /// `invoiceno`), and knows the Spark functions DataFusion lacks, so the same SQL runs on both.
 pub(crate) fn session() -> SessionContext {
+    let ctx = SessionContext::new_with_config(session_config());
+    crate::ops::spark::register(&ctx);
+    ctx
+}
+
+/// The configuration of [`session`]: one partition per core, identifiers' case kept.
+fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    crate::ops::spark::register(&ctx);
-    ctx
+    config
 }
 
 pub(crate) fn df(

@@ -61,16 +61,9 @@ impl ScalarUDFImpl for UnixMicros {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let micros = |a: &ArrayRef| -> Result<ArrayRef> {
+        map_values(&args.args[0], |a| {
             let t = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             Ok(cast(&t, &DataType::Int64)?)
-        };
-        Ok(match &args.args[0] {
-            ColumnarValue::Array(a) => ColumnarValue::Array(micros(a)?),
-            ColumnarValue::Scalar(s) => {
-                let a = micros(&s.to_array()?)?;
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
-            }
         })
     }
 }
@@ -111,26 +104,33 @@ impl ScalarUDFImpl for TryToTimestamp {
                 ));
             }
         };
-        let (array, scalar) = match &args.args[0] {
-            ColumnarValue::Array(a) => (a.clone(), false),
-            ColumnarValue::Scalar(s) => (s.to_array()?, true),
-        };
-        let out: ArrayRef = Arc::new(match array.data_type() {
-            DataType::Utf8 => parse_all(array.as_string::<i32>().iter(), &pattern),
-            DataType::LargeUtf8 => parse_all(array.as_string::<i64>().iter(), &pattern),
-            DataType::Utf8View => parse_all(array.as_string_view().iter(), &pattern),
-            t => {
-                return Err(DataFusionError::Plan(format!(
-                    "try_to_timestamp: cannot read a timestamp from {t}"
-                )));
-            }
-        });
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
+        map_values(&args.args[0], |array| {
+            Ok(Arc::new(match array.data_type() {
+                DataType::Utf8 => parse_all(array.as_string::<i32>().iter(), &pattern),
+                DataType::LargeUtf8 => parse_all(array.as_string::<i64>().iter(), &pattern),
+                DataType::Utf8View => parse_all(array.as_string_view().iter(), &pattern),
+                t => {
+                    return Err(DataFusionError::Plan(format!(
+                        "try_to_timestamp: cannot read a timestamp from {t}"
+                    )));
+                }
+            }))
         })
     }
+}
+
+/// `f` over an argument's values: an array stays an array, a scalar a scalar.
+fn map_values(
+    value: &ColumnarValue,
+    f: impl Fn(&ArrayRef) -> Result<ArrayRef>,
+) -> Result<ColumnarValue> {
+    Ok(match value {
+        ColumnarValue::Array(a) => ColumnarValue::Array(f(a)?),
+        ColumnarValue::Scalar(s) => {
+            let a = f(&s.to_array()?)?;
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
+        }
+    })
 }
 
 fn parse_all<'a>(

@@ -1,7 +1,11 @@
 //! Writing to a table: Parquet writers fed from tasks, and commits that carry an application
 //! transaction (the exactly-once marker) and berserkr's metadata.
 
+use std::sync::Arc;
+
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::delta_datafusion::TableProviderBuilder;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::LogStoreRef;
@@ -34,7 +38,11 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) async fn open(lake: &Lakehouse, id: &TableId) -> Result<Self> {
-        let table: DeltaTable = lake.current_table(id).await?;
+        Self::of(lake, id, &lake.current_table(id).await?)
+    }
+
+    /// A target for a table already opened (its snapshot is the one commits build on).
+    pub(crate) fn of(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Result<Self> {
         let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
         let constant_columns = lake
             .catalog()
@@ -55,6 +63,37 @@ impl Target {
 
     pub(crate) fn version(&self) -> u64 {
         self.state.version()
+    }
+
+    /// A DataFusion provider of the rows of this target's snapshot (no second log read).
+    pub(crate) async fn provider(&self) -> Result<Arc<dyn TableProvider>> {
+        let provider = TableProviderBuilder::default()
+            .with_log_store(self.log_store.clone())
+            .with_eager_snapshot(self.state.snapshot().clone())
+            .await
+            .map_err(|e| Error::Query {
+                table: self.id.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(provider)
+    }
+
+    /// Commits `actions` as `operation` on this target's snapshot and moves the snapshot to the
+    /// new version. The files of the actions are left alone: on an error the caller decides.
+    pub(crate) async fn commit(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        props: CommitProperties,
+        max_retries: usize,
+    ) -> std::result::Result<u64, DeltaTableError> {
+        let finalized = CommitBuilder::from(props)
+            .with_max_retries(max_retries)
+            .with_actions(actions)
+            .build(Some(&self.state), self.log_store.clone(), operation)
+            .await?;
+        self.state = finalized.snapshot();
+        Ok(finalized.version())
     }
 
     pub(crate) async fn has_txn(&self, app_id: &str) -> Result<bool> {
@@ -169,29 +208,24 @@ impl Target {
             let props = CommitProperties::default()
                 .with_application_transaction(Transaction::new(app_id, txn_version))
                 .with_metadata([(key.to_string(), metadata.clone())]);
-            let result = CommitBuilder::from(props)
-                .with_max_retries(COMMIT_RETRIES_PER_ATTEMPT)
-                .with_actions(adds.iter().cloned().map(Action::Add).collect())
-                .build(
-                    Some(&self.state),
-                    self.log_store.clone(),
-                    DeltaOperation::Write {
-                        mode: SaveMode::Append,
-                        partition_by: None,
-                        predicate: None,
-                    },
-                )
-                .await;
-            match result {
-                Ok(finalized) => {
-                    let previous = self.state.version();
-                    self.state = finalized.snapshot();
+            let previous = self.state.version();
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            let actions = adds.iter().cloned().map(Action::Add).collect();
+            match self
+                .commit(actions, operation, props, COMMIT_RETRIES_PER_ATTEMPT)
+                .await
+            {
+                Ok(version) => {
                     let mut txns = self.txns.lock().expect("txn cache");
-                    if self.state.version() != previous + 1 {
+                    if version != previous + 1 {
                         txns.clear(); // other writers' commits came in too
                     }
                     txns.insert(app_id.to_string(), Some(txn_version));
-                    return Ok(Committed::Version(finalized.version()));
+                    return Ok(Committed::Version(version));
                 }
                 Err(e) if is_retryable(&e) => last_error = e.to_string(),
                 Err(e) => {
@@ -325,6 +359,33 @@ impl WriterPool {
             }
         }
     }
+}
+
+/// Awaits tasks that each hand back their writers and a result: every writer that came back,
+/// and the results, or the first error (a task that panicked loses its writers, whose files
+/// no commit references).
+pub(crate) async fn join_writing<W, T>(
+    tasks: Vec<tokio::task::JoinHandle<(W, Result<T>)>>,
+    what: &str,
+) -> (Vec<W>, Result<Vec<T>>) {
+    let (mut writers, mut results, mut error) = (Vec::new(), Vec::new(), None);
+    for t in tasks {
+        match t.await {
+            Ok((w, r)) => {
+                writers.push(w);
+                match r {
+                    Ok(r) => results.push(r),
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(e) => {
+                error.get_or_insert(Error::Task(format!("{what}: {e}")));
+            }
+        }
+    }
+    (writers, error.map_or(Ok(results), Err))
 }
 
 pub(crate) async fn abort_all(writers: Vec<DeltaWriter>) {
