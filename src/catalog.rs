@@ -164,6 +164,11 @@ pub struct ColumnSpec {
     /// Human description.
     #[serde(default)]
     pub comment: Option<String>,
+    /// Whether Parquet files may dictionary-encode the column (default true). Off for columns
+    /// whose values are mostly distinct: the writer interns each value of a row group until the
+    /// dictionary outgrows its page and is abandoned; plain encoding skips that work.
+    #[serde(default = "yes")]
+    pub dictionary: bool,
 }
 
 fn yes() -> bool {

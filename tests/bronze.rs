@@ -186,6 +186,25 @@ async fn csv_rows_land_as_written_with_lineage_and_rejects() {
         lineage.contains("| 1     | 1      | 64       | 6       |"),
         "{lineage}"
     );
+
+    // The catalog's `dictionary = false` reaches the Parquet writer: the line numbers (all
+    // distinct) are plain-encoded, the fields keep their dictionaries.
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let files = parquet_files(&dir.path().join("lake/bronze/online_retail"));
+    assert_eq!(files.len(), 1);
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let dictionary = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .dictionary_page_offset()
+            .is_some()
+    };
+    assert!(!dictionary("_source_line"));
+    assert!(dictionary("InvoiceNo"));
 }
 
 #[tokio::test]
@@ -383,18 +402,22 @@ async fn bad_drops_commit_nothing_and_keep_going_lands_the_rest() {
 }
 
 fn walk_parquet(dir: &Path) -> usize {
-    let mut n = 0;
+    parquet_files(dir).len()
+}
+
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
             if !p.ends_with("_delta_log") {
-                n += walk_parquet(&p);
+                files.extend(parquet_files(&p));
             }
         } else if p.extension().is_some_and(|x| x == "parquet") {
-            n += 1;
+            files.push(p);
         }
     }
-    n
+    files
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub(crate) struct Target {
     pub(crate) state: DeltaTableState,
     /// Lineage columns with one value per drop.
     constant_columns: Vec<String>,
+    /// Columns declared `dictionary = false`.
+    plain_columns: Vec<String>,
     /// Application-transaction versions looked up in `state` (each lookup replays the log
     /// since the last checkpoint). Valid while `state` only moves by this writer's own commits;
     /// cleared whenever it takes in anyone else's.
@@ -44,10 +46,13 @@ impl Target {
     /// A target for a table already opened (its snapshot is the one commits build on).
     pub(crate) fn of(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Result<Self> {
         let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
-        let constant_columns = lake
-            .catalog()
-            .table(id)?
-            .columns
+        let columns = &lake.catalog().table(id)?.columns;
+        let plain_columns = columns
+            .iter()
+            .filter(|c| !c.dictionary)
+            .map(|c| c.name.clone())
+            .collect();
+        let constant_columns = columns
             .iter()
             .filter(|c| matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256))
             .map(|c| c.name.clone())
@@ -57,6 +62,7 @@ impl Target {
             log_store: table.log_store(),
             state,
             constant_columns,
+            plain_columns,
             txns: Default::default(),
         })
     }
@@ -138,6 +144,9 @@ impl Target {
                 ColumnPath::from(name.as_str()),
                 EnabledStatistics::None,
             );
+        }
+        for name in &self.plain_columns {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
         }
         let props = props.build();
         let wc = WriterConfig::new(
