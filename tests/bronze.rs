@@ -194,17 +194,20 @@ async fn csv_rows_land_as_written_with_lineage_and_rejects() {
     assert_eq!(files.len(), 1);
     let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
     let group = reader.metadata().row_group(0);
-    let dictionary = |name: &str| {
+    let column = |name: &str| {
         group
             .columns()
             .iter()
             .find(|c| c.column_path().string() == name)
             .unwrap_or_else(|| panic!("no column {name}"))
-            .dictionary_page_offset()
-            .is_some()
     };
-    assert!(!dictionary("_source_line"));
-    assert!(dictionary("InvoiceNo"));
+    assert!(column("_source_line").dictionary_page_offset().is_none());
+    assert!(column("InvoiceNo").dictionary_page_offset().is_some());
+    // Statistics only where the Delta log keeps them (delta.dataSkippingStatsColumns).
+    assert!(column("_source_line").statistics().is_some());
+    assert!(column("_ingested_at").statistics().is_some());
+    assert!(column("InvoiceNo").statistics().is_none());
+    assert!(column("_source_file").statistics().is_none());
 }
 
 #[tokio::test]

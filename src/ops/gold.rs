@@ -13,8 +13,12 @@ use chrono::{Duration, NaiveDateTime};
 use deltalake::arrow::array::{Array, AsArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
-use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::datasource::{MemTable, ViewTable};
+use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use deltalake::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -158,9 +162,12 @@ impl Lakehouse {
                     &(*c + window).format(CUTOFF_FORMAT).to_string(),
                 )
         };
-        // The query reads silver several times (features, customers, items, labels; each cutoff
-        // again): read the columns it uses once, into memory.
-        load_into_memory(&ctx, "silver", &sql_at(&cuts[0]), &silver_id).await?;
+        let file = spec.transform.as_deref().unwrap_or_default();
+        // The query reads silver several times (pairs, customers, labels; each cutoff again):
+        // read the columns it uses once, into memory.
+        let first = Transform::parse(&sql_at(&cuts[0]), file)?;
+        let plan = first.plan(&ctx, &gold_id, false).await?;
+        load_into_memory(&ctx, "silver", plan, &silver_id).await?;
         let schema = spec.arrow_schema();
         let label = schema.index_of("label").map_err(|source| Error::Arrow {
             context: format!("{gold_id} schema"),
@@ -171,7 +178,13 @@ impl Lakehouse {
         let mut target = Target::of(self, &gold_id, &gold)?;
         let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
         for c in &cuts {
-            match write_query(&ctx, &sql_at(c), &target, &schema, label).await {
+            let written = async {
+                let plan = Transform::parse(&sql_at(c), file)?
+                    .plan(&ctx, &gold_id, true)
+                    .await?;
+                write_plan(&ctx, plan, &target, &schema, label).await
+            };
+            match written.await {
                 Ok((a, r, p)) => {
                     adds.extend(a);
                     rows += r;
@@ -250,18 +263,88 @@ impl Lakehouse {
     }
 }
 
-/// Runs `sql` and writes its rows, conformed to `schema`, to new files of `target`: the files,
+/// A gold transform: `CREATE [OR REPLACE] [TEMPORARY] VIEW name AS ...;` statements, then the
+/// query whose rows are the table (Spark SQL runs the same file statement by statement).
+struct Transform {
+    views: Vec<(String, DFStatement)>,
+    query: DFStatement,
+}
+
+impl Transform {
+    fn parse(sql: &str, file: &str) -> Result<Self> {
+        let bad = |message: String| Error::Catalog {
+            file: file.to_string(),
+            message,
+        };
+        let mut statements: Vec<DFStatement> = DFParser::parse_sql(sql)
+            .map_err(|e| bad(e.to_string()))?
+            .into();
+        let query = match statements.pop() {
+            Some(q @ DFStatement::Statement(_)) if is_query(&q) => q,
+            _ => return Err(bad("the last statement must be the query (a SELECT)".into())),
+        };
+        let views = statements
+            .into_iter()
+            .map(|s| match &s {
+                DFStatement::Statement(st) => match st.as_ref() {
+                    SqlStatement::CreateView(v) if !v.materialized && v.columns.is_empty() => {
+                        let query = SqlStatement::Query(v.query.clone());
+                        Ok((v.name.to_string(), DFStatement::Statement(Box::new(query))))
+                    }
+                    _ => Err(bad(format!(
+                        "only CREATE TEMPORARY VIEW statements may come before the query, not: {st}"
+                    ))),
+                },
+                other => Err(bad(format!(
+                    "only CREATE TEMPORARY VIEW statements may come before the query, not: {other}"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { views, query })
+    }
+
+    /// Registers the views in `ctx` (materialized in memory when `materialize`, else as logical
+    /// views that the query's plan inlines) and plans the query.
+    async fn plan(
+        self,
+        ctx: &SessionContext,
+        id: &TableId,
+        materialize: bool,
+    ) -> Result<LogicalPlan> {
+        let state = ctx.state();
+        for (name, query) in self.views {
+            let plan = state.statement_to_plan(query).await.map_err(df(id))?;
+            let table: Arc<dyn TableProvider> = if materialize {
+                let data = ctx.execute_logical_plan(plan).await.map_err(df(id))?;
+                let schema = data.schema().as_arrow().clone();
+                let partitions = data.collect_partitioned().await.map_err(df(id))?;
+                Arc::new(MemTable::try_new(Arc::new(schema), partitions).map_err(df(id))?)
+            } else {
+                Arc::new(ViewTable::new(plan, None))
+            };
+            ctx.deregister_table(name.as_str()).map_err(df(id))?;
+            ctx.register_table(name.as_str(), table).map_err(df(id))?;
+        }
+        state.statement_to_plan(self.query).await.map_err(df(id))
+    }
+}
+
+fn is_query(s: &DFStatement) -> bool {
+    matches!(s, DFStatement::Statement(st) if matches!(st.as_ref(), SqlStatement::Query(_)))
+}
+
+/// Runs `plan` and writes its rows, conformed to `schema`, to new files of `target`: the files,
 /// the rows and the rows whose column `label` is 1.
-async fn write_query(
+async fn write_plan(
     ctx: &SessionContext,
-    sql: &str,
+    plan: LogicalPlan,
     target: &Target,
     schema: &SchemaRef,
     label: usize,
 ) -> Result<(Vec<Add>, u64, u64)> {
     let id = &target.id;
     let streams = ctx
-        .sql(sql)
+        .execute_logical_plan(plan)
         .await
         .map_err(df(id))?
         .execute_stream_partitioned()
@@ -310,17 +393,16 @@ async fn write_query(
     Ok((adds, rows, positives))
 }
 
-/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `sql` reads of it.
-async fn load_into_memory(ctx: &SessionContext, name: &str, sql: &str, id: &TableId) -> Result<()> {
+/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `plan` reads of it.
+async fn load_into_memory(
+    ctx: &SessionContext,
+    name: &str,
+    plan: LogicalPlan,
+    id: &TableId,
+) -> Result<()> {
     use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use deltalake::datafusion::logical_expr::LogicalPlan;
 
-    let plan = ctx
-        .sql(sql)
-        .await
-        .map_err(df(id))?
-        .into_optimized_plan()
-        .map_err(df(id))?;
+    let plan = ctx.state().optimize(&plan).map_err(df(id))?;
     let mut used: Vec<String> = Vec::new();
     plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
@@ -395,4 +477,79 @@ fn timestamp(
         return None;
     }
     chrono::DateTime::from_timestamp_micros(a.value(0)).map(|t| t.naive_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transform_is_views_then_one_query() {
+        let t = Transform::parse(
+            "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT 1 AS x;\n\
+             CREATE VIEW w AS WITH a AS (SELECT x FROM v) SELECT x FROM a;\n\
+             SELECT x FROM w",
+            "t.sql",
+        )
+        .unwrap();
+        let names: Vec<&str> = t.views.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["v", "w"]);
+        assert!(is_query(&t.query));
+        for (sql, says) in [
+            (
+                "CREATE TEMPORARY VIEW v AS SELECT 1",
+                "the last statement must be the query",
+            ),
+            (
+                "SELECT 1; SELECT 2",
+                "only CREATE TEMPORARY VIEW statements",
+            ),
+            (
+                "DROP TABLE x; SELECT 1",
+                "only CREATE TEMPORARY VIEW statements",
+            ),
+            (
+                "CREATE VIEW v (y) AS SELECT 1; SELECT 1",
+                "only CREATE TEMPORARY VIEW",
+            ),
+            ("SELECT (1", "t.sql"),
+        ] {
+            let e = Transform::parse(sql, "t.sql").err().expect(sql).to_string();
+            assert!(e.contains(says) && e.contains("t.sql"), "{sql}: {e}");
+        }
+    }
+
+    /// Views are materialized before the query runs, and replaced on the next run.
+    #[tokio::test]
+    async fn views_are_materialized_then_replaced() {
+        let ctx = session();
+        let id: TableId = GOLD_FEATURES.parse().unwrap();
+        for n in [1i64, 2] {
+            let sql = format!(
+                "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT CAST({n} AS BIGINT) AS x; SELECT x * 10 AS y FROM v"
+            );
+            let plan = Transform::parse(&sql, "t.sql")
+                .unwrap()
+                .plan(&ctx, &id, true)
+                .await
+                .unwrap();
+            let table = ctx.table_provider("v").await.unwrap();
+            // In memory, not a logical view that the query would recompute.
+            assert_eq!(
+                table.table_type(),
+                deltalake::datafusion::logical_expr::TableType::Base
+            );
+            let rows = ctx
+                .execute_logical_plan(plan)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(
+                rows[0].column(0).as_primitive::<Int64Type>().value(0),
+                n * 10
+            );
+        }
+    }
 }

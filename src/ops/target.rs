@@ -128,21 +128,34 @@ impl Target {
         let config = self.state.table_config();
         let schema = self.state.snapshot().arrow_schema();
         // File statistics live in the footer (Delta reads them from there); page-level
-        // statistics would double the min/max work for nothing bronze queries use. Columns that
-        // hold one long value per drop (file URL, hash) get none: min/max over millions of copies
-        // of the same 64 bytes was a fifth of the append's CPU, and the commit metadata names
-        // each file's drop anyway.
+        // statistics would double the min/max work for nothing. Only the columns Delta indexes
+        // get any: min/max over every value of the others is work whose result nobody reads
+        // (for bronze's raw strings it was a fifth of the append's CPU). Columns that hold one
+        // long value per drop (file URL, hash) get none either: the commit metadata names each
+        // file's drop.
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_statistics_enabled(EnabledStatistics::None)
             // A row group is buffered until complete: cap it so memory does not grow with the
             // drop (256 Ki rows of bronze is ~20 MiB encoded).
             .set_max_row_group_row_count(Some(256 * 1024))
             .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
-        for name in &self.constant_columns {
+        let partitions = self.state.metadata().partition_columns();
+        let indexed = indexed_columns(
+            self.state.metadata().configuration(),
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| !partitions.iter().any(|p| p == n)),
+        );
+        for name in indexed
+            .iter()
+            .filter(|n| !self.constant_columns.contains(n))
+        {
             props = props.set_column_statistics_enabled(
                 ColumnPath::from(name.as_str()),
-                EnabledStatistics::None,
+                EnabledStatistics::Chunk,
             );
         }
         for name in &self.plain_columns {
@@ -429,9 +442,63 @@ pub(crate) async fn discard(target: &Target, adds: &[Add]) {
     }
 }
 
+/// The columns whose statistics Delta records in the log, as delta-rs picks them: those of
+/// `delta.dataSkippingStatsColumns` when set, else the first `delta.dataSkippingNumIndexedCols`
+/// (default 32; -1 for all) of `columns` (the non-partition columns, in schema order).
+fn indexed_columns<'a>(
+    configuration: &std::collections::HashMap<String, String>,
+    columns: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    if let Some(list) = configuration.get("delta.dataSkippingStatsColumns") {
+        let wanted: Vec<&str> = list
+            .split(',')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        return columns
+            .filter(|c| wanted.contains(c))
+            .map(str::to_string)
+            .collect();
+    }
+    let n = configuration
+        .get("delta.dataSkippingNumIndexedCols")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(32);
+    let n = if n < 0 { usize::MAX } else { n as usize };
+    columns.take(n).map(str::to_string).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statistics_go_to_the_columns_delta_indexes() {
+        let cols = ["a", "b", "c", "d"];
+        let conf = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let indexed = |kv: &[(&str, &str)]| indexed_columns(&conf(kv), cols.iter().copied());
+        assert_eq!(indexed(&[]), ["a", "b", "c", "d"]);
+        assert_eq!(
+            indexed(&[("delta.dataSkippingNumIndexedCols", "2")]),
+            ["a", "b"]
+        );
+        assert_eq!(
+            indexed(&[("delta.dataSkippingNumIndexedCols", "-1")]),
+            ["a", "b", "c", "d"]
+        );
+        assert!(indexed(&[("delta.dataSkippingNumIndexedCols", "0")]).is_empty());
+        // The explicit list wins, in schema order, names trimmed and unquoted.
+        assert_eq!(
+            indexed(&[
+                ("delta.dataSkippingStatsColumns", " d, `b`,zz"),
+                ("delta.dataSkippingNumIndexedCols", "1")
+            ]),
+            ["b", "d"]
+        );
+    }
 
     async fn fake_file(lake: &Lakehouse, id: &TableId, name: &str) -> (Add, std::path::PathBuf) {
         let path = lake.table_url(id).to_file_path().unwrap().join(name);
