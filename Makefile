@@ -22,12 +22,13 @@ deps:
 ## Python tools of the tests: DuckDB and its Delta extension (an independent Delta reader, and the
 ## reference pipeline of SPEC.md), numpy and pyarrow for the data generator, JPMML's evaluator
 ## (through JPype) to check the PMML export; moto's S3 server, the S3-compatible store the
-## S3 tests run against on 127.0.0.1 (it implements conditional writes, which safe commits need).
+## S3 tests run against on 127.0.0.1 (it implements conditional writes, which safe commits need);
+## PySpark, which runs the SQL of tables/ unchanged to check it stays portable.
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
-	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype, moto, flask_cors' 2>/dev/null || \
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype, moto, flask_cors, pyspark' 2>/dev/null || \
 	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 \
-	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5'
+	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5' pyspark==4.3.0
 
 build:
 	$(CARGO) build --release --locked

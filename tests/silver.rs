@@ -286,6 +286,23 @@ async fn silver_equals_the_duckdb_peer_on_generated_data() {
         v["ours"], v["peer"],
         "gold differs from the DuckDB peer: {out}"
     );
+
+    // Portability: Spark SQL runs the same files of tables/ over the same Parquet files and
+    // gets the same silver and gold, row for row.
+    let out = run_python(&[
+        tools.join("spark_transforms.py").as_os_str(),
+        repo().as_os_str(),
+        dir.path().join("lake").as_os_str(),
+        gold.cutoffs[0].as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    for table in ["silver", "gold"] {
+        let [only_spark, only_ours, rows] = [0, 1, 2].map(|i| v[table][i].as_u64().unwrap());
+        assert!(
+            only_spark == 0 && only_ours == 0 && rows > 10_000,
+            "{table}: Spark SQL disagrees with berserkr: {out}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
