@@ -165,7 +165,7 @@ impl Lakehouse {
         let file = spec.transform.as_deref().unwrap_or_default();
         // The query reads silver several times (pairs, customers, labels; each cutoff again):
         // read the columns it uses once, into memory.
-        let first = Transform::parse(&sql_at(&cuts[0]), file)?;
+        let first = Transform::parse(&sql_at(&cuts[0]), file, "silver")?;
         let plan = first.plan(&ctx, &gold_id, false).await?;
         load_into_memory(&ctx, "silver", plan, &silver_id).await?;
         let schema = spec.arrow_schema();
@@ -179,7 +179,7 @@ impl Lakehouse {
         let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
         for c in &cuts {
             let written = async {
-                let plan = Transform::parse(&sql_at(c), file)?
+                let plan = Transform::parse(&sql_at(c), file, "silver")?
                     .plan(&ctx, &gold_id, true)
                     .await?;
                 write_plan(&ctx, plan, &target, &schema, label).await
@@ -271,7 +271,8 @@ struct Transform {
 }
 
 impl Transform {
-    fn parse(sql: &str, file: &str) -> Result<Self> {
+    /// Parses `sql` (the text of `file`); its views may not shadow `source`, the table it reads.
+    fn parse(sql: &str, file: &str, source: &str) -> Result<Self> {
         let bad = |message: String| Error::Catalog {
             file: file.to_string(),
             message,
@@ -287,6 +288,9 @@ impl Transform {
             .into_iter()
             .map(|s| match &s {
                 DFStatement::Statement(st) => match st.as_ref() {
+                    SqlStatement::CreateView(v) if v.name.to_string() == source => Err(bad(
+                        format!("a view may not be named {source}: that is the table it reads"),
+                    )),
                     SqlStatement::CreateView(v) if !v.materialized && v.columns.is_empty() => {
                         let query = SqlStatement::Query(v.query.clone());
                         Ok((v.name.to_string(), DFStatement::Statement(Box::new(query))))
@@ -490,6 +494,7 @@ mod tests {
              CREATE VIEW w AS WITH a AS (SELECT x FROM v) SELECT x FROM a;\n\
              SELECT x FROM w",
             "t.sql",
+            "src",
         )
         .unwrap();
         let names: Vec<&str> = t.views.iter().map(|(n, _)| n.as_str()).collect();
@@ -513,8 +518,15 @@ mod tests {
                 "only CREATE TEMPORARY VIEW",
             ),
             ("SELECT (1", "t.sql"),
+            (
+                "CREATE VIEW src AS SELECT 1; SELECT 1",
+                "a view may not be named src",
+            ),
         ] {
-            let e = Transform::parse(sql, "t.sql").err().expect(sql).to_string();
+            let e = Transform::parse(sql, "t.sql", "src")
+                .err()
+                .expect(sql)
+                .to_string();
             assert!(e.contains(says) && e.contains("t.sql"), "{sql}: {e}");
         }
     }
@@ -528,7 +540,7 @@ mod tests {
             let sql = format!(
                 "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT CAST({n} AS BIGINT) AS x; SELECT x * 10 AS y FROM v"
             );
-            let plan = Transform::parse(&sql, "t.sql")
+            let plan = Transform::parse(&sql, "t.sql", "src")
                 .unwrap()
                 .plan(&ctx, &id, true)
                 .await
