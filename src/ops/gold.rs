@@ -286,22 +286,26 @@ impl Transform {
         };
         let views = statements
             .into_iter()
-            .map(|s| match &s {
-                DFStatement::Statement(st) => match st.as_ref() {
-                    SqlStatement::CreateView(v) if v.name.to_string() == source => Err(bad(
-                        format!("a view may not be named {source}: that is the table it reads"),
-                    )),
-                    SqlStatement::CreateView(v) if !v.materialized && v.columns.is_empty() => {
+            .map(|s| {
+                let view = match &s {
+                    DFStatement::Statement(st) => match st.as_ref() {
+                        SqlStatement::CreateView(v) => Some(v),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match view {
+                    Some(v) if v.name.to_string() == source => Err(bad(format!(
+                        "a view may not be named {source}: that is the table it reads"
+                    ))),
+                    Some(v) if !v.materialized && v.columns.is_empty() => {
                         let query = SqlStatement::Query(v.query.clone());
                         Ok((v.name.to_string(), DFStatement::Statement(Box::new(query))))
                     }
                     _ => Err(bad(format!(
-                        "only CREATE TEMPORARY VIEW statements may come before the query, not: {st}"
+                        "only CREATE TEMPORARY VIEW statements (no column list) may come before the query, not: {s}"
                     ))),
-                },
-                other => Err(bad(format!(
-                    "only CREATE TEMPORARY VIEW statements may come before the query, not: {other}"
-                ))),
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { views, query })

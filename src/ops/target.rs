@@ -142,6 +142,7 @@ impl Target {
             .set_created_by(format!("berserkr {}", env!("CARGO_PKG_VERSION")));
         let partitions = self.state.metadata().partition_columns();
         let indexed = indexed_columns(
+            config.data_skipping_stats_columns.as_deref(),
             self.state.metadata().configuration(),
             schema
                 .fields()
@@ -442,20 +443,19 @@ pub(crate) async fn discard(target: &Target, adds: &[Add]) {
     }
 }
 
-/// The columns whose statistics Delta records in the log, as delta-rs picks them: those of
-/// `delta.dataSkippingStatsColumns` when set, else the first `delta.dataSkippingNumIndexedCols`
-/// (default 32; -1 for all) of `columns` (the non-partition columns, in schema order).
-fn indexed_columns<'a>(
+/// The columns whose statistics Delta records in the log, as delta-rs picks them: the table's
+/// `delta.dataSkippingStatsColumns` (`listed`, as the table config parsed it) when set, else the
+/// first `delta.dataSkippingNumIndexedCols` (default 32; -1 for all) of `columns` (the
+/// non-partition columns, in schema order). The count is read from the raw `configuration`:
+/// delta-rs parses it into a kernel type it does not re-export.
+fn indexed_columns<'a, C: std::ops::Deref<Target = [String]>>(
+    listed: Option<&[C]>,
     configuration: &std::collections::HashMap<String, String>,
     columns: impl Iterator<Item = &'a str>,
 ) -> Vec<String> {
-    if let Some(list) = configuration.get("delta.dataSkippingStatsColumns") {
-        let wanted: Vec<&str> = list
-            .split(',')
-            .map(|c| c.trim().trim_matches('`'))
-            .collect();
+    if let Some(listed) = listed {
         return columns
-            .filter(|c| wanted.contains(c))
+            .filter(|c| listed.iter().any(|l| matches!(&**l, [only] if only == c)))
             .map(str::to_string)
             .collect();
     }
@@ -479,23 +479,30 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<std::collections::HashMap<_, _>>()
         };
-        let indexed = |kv: &[(&str, &str)]| indexed_columns(&conf(kv), cols.iter().copied());
-        assert_eq!(indexed(&[]), ["a", "b", "c", "d"]);
+        let none: Option<&[Vec<String>]> = None;
+        let counted = |kv: &[(&str, &str)]| indexed_columns(none, &conf(kv), cols.iter().copied());
+        assert_eq!(counted(&[]), ["a", "b", "c", "d"]);
         assert_eq!(
-            indexed(&[("delta.dataSkippingNumIndexedCols", "2")]),
+            counted(&[("delta.dataSkippingNumIndexedCols", "2")]),
             ["a", "b"]
         );
         assert_eq!(
-            indexed(&[("delta.dataSkippingNumIndexedCols", "-1")]),
+            counted(&[("delta.dataSkippingNumIndexedCols", "-1")]),
             ["a", "b", "c", "d"]
         );
-        assert!(indexed(&[("delta.dataSkippingNumIndexedCols", "0")]).is_empty());
-        // The explicit list wins, in schema order, names trimmed and unquoted.
+        assert!(counted(&[("delta.dataSkippingNumIndexedCols", "0")]).is_empty());
+        // An explicit list wins over the count, in schema order; unknown names are ignored.
+        let listed = [
+            vec!["d".to_string()],
+            vec!["b".to_string()],
+            vec!["zz".to_string()],
+        ];
         assert_eq!(
-            indexed(&[
-                ("delta.dataSkippingStatsColumns", " d, `b`,zz"),
-                ("delta.dataSkippingNumIndexedCols", "1")
-            ]),
+            indexed_columns(
+                Some(&listed[..]),
+                &conf(&[("delta.dataSkippingNumIndexedCols", "1")]),
+                cols.iter().copied()
+            ),
             ["b", "d"]
         );
     }
