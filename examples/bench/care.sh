@@ -6,12 +6,13 @@
 #  - optimize of the 1,000 small files (time, peak memory);
 #  - a customer-filtered query (DuckDB's delta_scan, an independent reader) before and after
 #    Z-ordering silver by CustomerID, on the largest bench lake when there is one.
-# Env: OUT (default bench-out), PY (python with duckdb), PEERS_PY (python with psutil for measure.py).
+# Env: BIN (default target/dist/berserkr, as in run.sh), OUT (default bench-out), PY (python with duckdb), PEERS_PY (python with psutil for measure.py).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 PEERS=$(cd "${PEERS:-$REPO/../shared/peers}" && pwd)
 OUT=$(mkdir -p "${OUT:-$REPO/bench-out}" && cd "${OUT:-$REPO/bench-out}" && pwd)
-BIN=$REPO/target/release/berserkr
+BIN=$(realpath -m "${BIN:-$REPO/target/dist/berserkr}")
+[ -x "$BIN" ] || { echo "build first: cargo build --profile dist (or set BIN)" >&2; exit 2; }
 TPY=${TEST_PY:-$HOME/.cache/berserkr-ci-venv/bin/python}      # duckdb + moto (make py-deps)
 MPY=${PEERS_PY:-$TPY}                                           # measure.py, the generator
 RES=$OUT/care.jsonl; [ "${ZORDER_ONLY:-0}" = 1 ] || : > "$RES"

@@ -5,17 +5,18 @@
 #
 # Env: ROWS (default "500000 5000000"), PEERS (default ../shared/peers), OUT (default bench-out),
 #      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (on an earlier run's lake),
-#      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh).
+#      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh),
+#      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 PEERS=$(cd "${PEERS:-$REPO/../shared/peers}" && pwd)
 OUT=$(mkdir -p "${OUT:-$REPO/bench-out}" && cd "${OUT:-$REPO/bench-out}" && pwd)
 VENV=${PEERS_VENV:-$HOME/.cache/berserkr-peers/venv}
 PY=$VENV/bin/python
-BIN=$REPO/target/release/berserkr
+BIN=$(realpath -m "${BIN:-$REPO/target/dist/berserkr}")
 ROWS=${ROWS:-"500000 5000000"}
 [ -x "$PY" ] || PEERS_VENV=$VENV bash "$PEERS/setup.sh"
-[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "build first: cargo build --profile dist (or set BIN)" >&2; exit 2; }
 RES=$OUT/results.jsonl; : > "$RES"
 
 measure() { # LABEL CMD... -> one JSON line (wall_s, tree_peak_rss_mb, tree_cpu_s, other_cpu_s)
@@ -127,5 +128,5 @@ fi
 # Table care: S3 vs local appends, opening old versions, optimize and Z-order (CARE=0 skips).
 if [ "${CARE:-1}" = 1 ]; then
   echo; echo "== table care" >&2
-  OUT=$OUT PEERS=$PEERS PEERS_PY=$PY bash "$HERE/care.sh"
+  BIN=$BIN OUT=$OUT PEERS=$PEERS PEERS_PY=$PY bash "$HERE/care.sh"
 fi
