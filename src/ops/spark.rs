@@ -236,46 +236,43 @@ impl Pattern {
     }
 
     /// Microseconds since the epoch of the instant `s` names, if it matches the whole pattern.
+    /// Runs once per row of every typed drop: one pass over the bytes, digits folded as they
+    /// are read (this was 14% of silver's instructions when the digits were scanned twice).
     pub(crate) fn parse(&self, s: &[u8]) -> Option<i64> {
-        let (mut y, mut mo, mut d, mut h, mut mi, mut sec) =
-            (1970i32, 1u32, 1u32, 0u32, 0u32, 0u32);
+        // Year, month, day, hour, minute, second, indexed by `Field`.
+        let mut v = [1970u32, 1, 1, 0, 0, 0];
         let mut pos = 0;
         for t in &self.tokens {
             match t {
                 Token::Literal(l) => {
-                    if !s[pos..].starts_with(l) {
+                    let end = pos + l.len();
+                    if s.get(pos..end)? != l.as_slice() {
                         return None;
                     }
-                    pos += l.len();
+                    pos = end;
                 }
                 Token::Number { field, min, max } => {
-                    let digits = s[pos..]
-                        .iter()
-                        .take(*max as usize)
-                        .take_while(|b| b.is_ascii_digit())
-                        .count();
-                    if digits < *min as usize {
+                    let (mut n, mut x) = (0, 0u32);
+                    while n < *max as usize {
+                        match s.get(pos + n) {
+                            Some(&b) if b.is_ascii_digit() => x = x * 10 + u32::from(b - b'0'),
+                            _ => break,
+                        }
+                        n += 1;
+                    }
+                    if n < *min as usize {
                         return None;
                     }
-                    let v = s[pos..pos + digits]
-                        .iter()
-                        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
-                    pos += digits;
-                    match field {
-                        Field::Year => y = v as i32,
-                        Field::Month => mo = v,
-                        Field::Day => d = v,
-                        Field::Hour => h = v,
-                        Field::Minute => mi = v,
-                        Field::Second => sec = v,
-                    }
+                    pos += n;
+                    v[*field as usize] = x;
                 }
             }
         }
         if pos != s.len() {
             return None;
         }
-        let t = chrono::NaiveDate::from_ymd_opt(y, mo, d)?.and_hms_opt(h, mi, sec)?;
+        let [y, mo, d, h, mi, sec] = v;
+        let t = chrono::NaiveDate::from_ymd_opt(y as i32, mo, d)?.and_hms_opt(h, mi, sec)?;
         Some(t.and_utc().timestamp_micros())
     }
 }
@@ -283,6 +280,7 @@ impl Pattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Datelike, Timelike};
 
     fn at(s: &str) -> Option<i64> {
         chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
@@ -298,6 +296,50 @@ mod tests {
         assert_eq!(us.parse(b"12/1/2010 8:26"), at("2010-12-01 08:26:00"));
         assert_eq!(us.parse(b"1/12/2011 17:05"), at("2011-01-12 17:05:00"));
         assert_eq!(us.parse(b"01/02/2011 09:05"), at("2011-01-02 09:05:00"));
+    }
+
+    #[test]
+    fn every_minute_of_sample_days_reads_as_chrono_reads_it() {
+        let iso = Pattern::compile("yyyy-MM-dd HH:mm:ss").unwrap();
+        let us = Pattern::compile("M/d/yyyy H:mm").unwrap();
+        let mut day = chrono::NaiveDate::from_ymd_opt(1999, 12, 31).unwrap();
+        while day.year() < 2013 {
+            for minute in (0..24 * 60).step_by(37) {
+                let t = day
+                    .and_hms_opt(minute / 60, minute % 60, minute % 59)
+                    .unwrap();
+                let (iso_text, us_text) = (
+                    t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    t.format("%-m/%-d/%Y %-H:%M").to_string(),
+                );
+                assert_eq!(iso.parse(iso_text.as_bytes()), at(&iso_text), "{iso_text}");
+                let whole_minute = t.with_second(0).unwrap().and_utc().timestamp_micros();
+                assert_eq!(
+                    us.parse(us_text.as_bytes()),
+                    Some(whole_minute),
+                    "{us_text}"
+                );
+            }
+            day += chrono::TimeDelta::days(11);
+        }
+        for text in [
+            "2000-02-29 00:00:00",
+            "2012-02-29 23:59:59",
+            "0001-01-01 00:00:00",
+            "9999-12-31 23:59:59",
+        ] {
+            assert_eq!(iso.parse(text.as_bytes()), at(text), "{text}");
+        }
+        for text in [
+            "1900-02-29 00:00:00",
+            "2100-02-29 00:00:00",
+            "2011-04-31 00:00:00",
+            "2011-00-10 00:00:00",
+            "2011-01-00 00:00:00",
+            "2011-01-01 12:00:60",
+        ] {
+            assert_eq!(iso.parse(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]
