@@ -14,6 +14,7 @@ use deltalake::arrow::array::{Array, AsArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::{MemTable, ViewTable};
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
@@ -37,6 +38,8 @@ pub const GOLD_FEATURES: &str = "gold.customer_item_features";
 /// Immediate retries of a gold commit that lost a race to a commit it does not conflict with
 /// (delta-rs's own default for its operations).
 const GOLD_COMMIT_RETRIES: usize = 15;
+/// The name the gold transform reads its silver snapshot by.
+const SOURCE: &str = "silver";
 /// Format of a cutoff, in the table and on the command line.
 pub const CUTOFF_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
@@ -92,7 +95,7 @@ impl Lakehouse {
 
         let ctx = session();
         ctx.register_table(
-            "silver",
+            SOURCE,
             silver.table_provider().await.map_err(df(&silver_id))?,
         )
         .map_err(df(&silver_id))?;
@@ -165,9 +168,9 @@ impl Lakehouse {
         let file = spec.transform.as_deref().unwrap_or_default();
         // The query reads silver several times (pairs, customers, labels; each cutoff again):
         // read the columns it uses once, into memory.
-        let first = Transform::parse(&sql_at(&cuts[0]), file, "silver")?;
+        let first = Transform::parse(&sql_at(&cuts[0]), file, SOURCE)?;
         let plan = first.plan(&ctx, &gold_id, false).await?;
-        load_into_memory(&ctx, "silver", plan, &silver_id).await?;
+        load_into_memory(&ctx, SOURCE, plan, &silver_id).await?;
         let schema = spec.arrow_schema();
         let label = schema.index_of("label").map_err(|source| Error::Arrow {
             context: format!("{gold_id} schema"),
@@ -179,7 +182,7 @@ impl Lakehouse {
         let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
         for c in &cuts {
             let written = async {
-                let plan = Transform::parse(&sql_at(c), file, "silver")?
+                let plan = Transform::parse(&sql_at(c), file, SOURCE)?
                     .plan(&ctx, &gold_id, true)
                     .await?;
                 write_plan(&ctx, plan, &target, &schema, label).await
@@ -266,6 +269,8 @@ impl Lakehouse {
 /// A gold transform: `CREATE [OR REPLACE] [TEMPORARY] VIEW name AS ...;` statements, then the
 /// query whose rows are the table (Spark SQL runs the same file statement by statement).
 struct Transform {
+    /// Each view's name (one identifier, as written: the session keeps identifiers' case) and
+    /// its query.
     views: Vec<(String, DFStatement)>,
     query: DFStatement,
 }
@@ -294,16 +299,21 @@ impl Transform {
                     },
                     _ => None,
                 };
-                match view {
-                    Some(v) if v.name.to_string() == source => Err(bad(format!(
+                // The name as the query will look it up: unquoted, case kept.
+                let name = view.and_then(|v| match v.name.0.as_slice() {
+                    [part] => part.as_ident().map(|i| i.value.clone()),
+                    _ => None,
+                });
+                match (view, name) {
+                    (Some(_), Some(name)) if name == source => Err(bad(format!(
                         "a view may not be named {source}: that is the table it reads"
                     ))),
-                    Some(v) if !v.materialized && v.columns.is_empty() => {
+                    (Some(v), Some(name)) if !v.materialized && v.columns.is_empty() => {
                         let query = SqlStatement::Query(v.query.clone());
-                        Ok((v.name.to_string(), DFStatement::Statement(Box::new(query))))
+                        Ok((name, DFStatement::Statement(Box::new(query))))
                     }
                     _ => Err(bad(format!(
-                        "only CREATE TEMPORARY VIEW statements (no column list) may come before the query, not: {s}"
+                        "only CREATE TEMPORARY VIEW statements (a one-part name, no column list) may come before the query, not: {s}"
                     ))),
                 }
             })
@@ -330,8 +340,10 @@ impl Transform {
             } else {
                 Arc::new(ViewTable::new(plan, None))
             };
-            ctx.deregister_table(name.as_str()).map_err(df(id))?;
-            ctx.register_table(name.as_str(), table).map_err(df(id))?;
+            // `bare`: a `&str` would be parsed as SQL again, and lower-cased.
+            let name = TableReference::bare(name);
+            ctx.deregister_table(name.clone()).map_err(df(id))?;
+            ctx.register_table(name, table).map_err(df(id))?;
         }
         state.statement_to_plan(self.query).await.map_err(df(id))
     }
@@ -526,6 +538,11 @@ mod tests {
                 "CREATE VIEW src AS SELECT 1; SELECT 1",
                 "a view may not be named src",
             ),
+            (
+                "CREATE VIEW \"src\" AS SELECT 1; SELECT 1",
+                "a view may not be named src",
+            ),
+            ("CREATE VIEW db.v AS SELECT 1; SELECT 1", "one-part name"),
         ] {
             let e = Transform::parse(sql, "t.sql", "src")
                 .err()
@@ -541,15 +558,19 @@ mod tests {
         let ctx = session();
         let id: TableId = GOLD_FEATURES.parse().unwrap();
         for n in [1i64, 2] {
+            // A name with capitals, looked up as written (the session does not lower-case).
             let sql = format!(
-                "CREATE OR REPLACE TEMPORARY VIEW v AS SELECT CAST({n} AS BIGINT) AS x; SELECT x * 10 AS y FROM v"
+                "CREATE OR REPLACE TEMPORARY VIEW Pairs AS SELECT CAST({n} AS BIGINT) AS x; SELECT x * 10 AS y FROM Pairs"
             );
             let plan = Transform::parse(&sql, "t.sql", "src")
                 .unwrap()
                 .plan(&ctx, &id, true)
                 .await
                 .unwrap();
-            let table = ctx.table_provider("v").await.unwrap();
+            let table = ctx
+                .table_provider(TableReference::bare("Pairs"))
+                .await
+                .unwrap();
             // In memory, not a logical view that the query would recompute.
             assert_eq!(
                 table.table_type(),
