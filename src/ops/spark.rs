@@ -138,8 +138,19 @@ fn parse_all<'a>(
     pattern: &Pattern,
 ) -> deltalake::arrow::array::TimestampMicrosecondArray {
     let mut b = TimestampMicrosecondBuilder::with_capacity(values.size_hint().0);
+    // The rows of an invoice arrive together and share its date: a value equal to the one
+    // before it is not parsed again.
+    let mut last: Option<(&str, Option<i64>)> = None;
     for v in values {
-        b.append_option(v.and_then(|s| pattern.parse(s.as_bytes())));
+        let t = v.and_then(|s| match last {
+            Some((l, t)) if l == s => t,
+            _ => {
+                let t = pattern.parse(s.as_bytes());
+                last = Some((s, t));
+                t
+            }
+        });
+        b.append_option(t);
     }
     b.finish()
 }
@@ -369,6 +380,33 @@ mod tests {
         ] {
             assert_eq!(us.parse(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn runs_of_equal_values_parse_as_each_value_does() {
+        let us = Pattern::compile("M/d/yyyy H:mm").unwrap();
+        let values = [
+            Some("12/1/2010 8:26"),
+            Some("12/1/2010 8:26"),
+            None,
+            Some("12/1/2010 8:26"),
+            Some("bad"),
+            Some("bad"),
+            Some("12/1/2010 8:26"),
+            Some("12/1/2010 8:28"),
+            Some("12/1/2010 8:28"),
+            Some(""),
+            None,
+            None,
+            Some("1/12/2011 17:05"),
+        ];
+        let parsed = parse_all(values.iter().copied(), &us);
+        let expected: Vec<Option<i64>> = values
+            .iter()
+            .map(|v| v.and_then(|s| us.parse(s.as_bytes())))
+            .collect();
+        assert_eq!(parsed.iter().collect::<Vec<_>>(), expected);
+        assert_eq!(expected.iter().flatten().count(), 7);
     }
 
     #[test]
