@@ -3,6 +3,7 @@
 
 pub mod append;
 pub mod care;
+mod dedupe;
 pub mod gold;
 pub mod refresh;
 mod spark;

@@ -9,15 +9,13 @@
 //! source version. A second refresh finds nothing new and writes nothing; a refresh that died
 //! half-way finds each table at the version it reached and brings the rest up.
 
-use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder};
 use deltalake::arrow::compute::kernels::boolean::{and, not};
 use deltalake::arrow::compute::{cast, filter, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
@@ -33,6 +31,7 @@ use serde_json::json;
 use crate::catalog::{ExpectationAction, ExpectationSpec, TableId, TableSpec};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
+use crate::ops::dedupe::Seen;
 use crate::ops::target::{Committed, Target, abort_all, close_all, discard, join_writing};
 
 /// What happened to one silver table.
@@ -713,66 +712,6 @@ async fn route_batch(
             .map_err(|e| Error::delta(&route.table, e))?;
     }
     Ok(())
-}
-
-/// The rows a deduplicated table holds, as 128-bit hashes (XXH3) of their row encoding
-/// (Arrow's row format: equal rows, NULLs included, and only they, encode to equal bytes).
-/// Two different rows would be taken for duplicates only if their hashes collided: for the
-/// 10^8 rows of a big table, a chance of about 10^-23.
-pub(crate) struct Seen {
-    fields: Vec<SortField>,
-    hashes: Mutex<HashSet<u128, BuildHasherDefault<PassThrough>>>,
-}
-
-impl Seen {
-    fn new(schema: &SchemaRef) -> Self {
-        Self {
-            fields: schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-            hashes: Mutex::default(),
-        }
-    }
-
-    /// Records the rows of `batch` (in the table's schema); true for each row not seen before
-    /// (in this batch or earlier).
-    fn insert(&self, batch: &RecordBatch, table: &TableId) -> Result<BooleanArray> {
-        let arrow = |source| Error::Arrow {
-            context: format!("deduplicating rows of {table}"),
-            source,
-        };
-        let converter = RowConverter::new(self.fields.clone()).map_err(arrow)?;
-        let rows = converter.convert_columns(batch.columns()).map_err(arrow)?;
-        let hashes: Vec<u128> = rows
-            .iter()
-            .map(|r| twox_hash::XxHash3_128::oneshot(r.as_ref()))
-            .collect();
-        let mut seen = self.hashes.lock().expect("dedupe set");
-        seen.reserve(hashes.len());
-        Ok(hashes.into_iter().map(|h| Some(seen.insert(h))).collect())
-    }
-}
-
-/// A hasher for keys that are hashes already.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64 ^ (v >> 64) as u64;
-    }
 }
 
 /// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not

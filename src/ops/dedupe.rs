@@ -1,0 +1,361 @@
+//! Exact-duplicate detection for deduplicated tables: which rows of a batch a table holds
+//! already (or an earlier row of the same refresh brought).
+//!
+//! A row is remembered as a 128-bit hash (XXH3) of an encoding in which equal rows, NULLs
+//! included, and only they, have equal bytes. Two different rows would be taken for duplicates
+//! only if their hashes collided: for the 10^8 rows of a big table, a chance of about 10^-23.
+//! The hashes are not stored anywhere: each refresh reads the rows it needs again.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+
+use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::buffer::{Buffer, NullBuffer};
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::row::{RowConverter, SortField};
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+
+/// Shards of the set, chosen by a hash's top bits. Each batch takes every shard's lock once,
+/// so the refresh's partitions insert side by side, and each shard's table stays small
+/// enough for the cache.
+const SHARDS: usize = 256;
+
+/// The rows a deduplicated table holds, as row hashes.
+pub(crate) struct Seen {
+    /// The row format of the table's columns, for a column type [`RowHasher`] does not read.
+    fields: Vec<SortField>,
+    shards: Vec<Mutex<HashSet<u128, BuildHasherDefault<PassThrough>>>>,
+}
+
+impl Seen {
+    /// An empty set for rows of `schema`.
+    pub(crate) fn new(schema: &SchemaRef) -> Self {
+        Self {
+            fields: schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Records the rows of `batch` (in the table's schema); true for each row not seen before
+    /// (in this batch or earlier).
+    pub(crate) fn insert(&self, batch: &RecordBatch, table: &TableId) -> Result<BooleanArray> {
+        let hashes = self.hashes(batch).map_err(|source| Error::Arrow {
+            context: format!("deduplicating rows of {table}"),
+            source,
+        })?;
+        // Rows by shard, in row order within a shard (so the first of two equal rows of the
+        // batch is the new one).
+        let shard = |h: u128| (h >> 120) as usize;
+        let mut start = vec![0usize; SHARDS + 1];
+        for &h in &hashes {
+            start[shard(h) + 1] += 1;
+        }
+        for s in 0..SHARDS {
+            start[s + 1] += start[s];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0usize; hashes.len()];
+        for (row, &h) in hashes.iter().enumerate() {
+            order[next[shard(h)]] = row;
+            next[shard(h)] += 1;
+        }
+        let mut new = vec![false; hashes.len()];
+        for s in 0..SHARDS {
+            let rows = &order[start[s]..start[s + 1]];
+            if rows.is_empty() {
+                continue;
+            }
+            let mut set = self.shards[s].lock().expect("dedupe shard");
+            set.reserve(rows.len());
+            for &row in rows {
+                new[row] = set.insert(hashes[row]);
+            }
+        }
+        Ok(BooleanArray::from(new))
+    }
+
+    /// The hash of each row of `batch`.
+    fn hashes(&self, batch: &RecordBatch) -> std::result::Result<Vec<u128>, ArrowError> {
+        let hash = twox_hash::XxHash3_128::oneshot;
+        match RowHasher::new(batch) {
+            Some(rows) => {
+                let mut buf = Vec::with_capacity(256);
+                Ok((0..batch.num_rows())
+                    .map(|row| {
+                        buf.clear();
+                        rows.encode(row, &mut buf);
+                        hash(&buf)
+                    })
+                    .collect())
+            }
+            None => {
+                // Arrow's row format: equal rows, and only they, encode to equal bytes.
+                let converter = RowConverter::new(self.fields.clone())?;
+                let rows = converter.convert_columns(batch.columns())?;
+                Ok(rows.iter().map(|r| hash(r.as_ref())).collect())
+            }
+        }
+    }
+}
+
+/// One column as [`RowHasher`] reads it.
+enum Cells<'a> {
+    /// Strings or binary values.
+    Bytes(Box<dyn Fn(usize) -> &'a [u8] + 'a>),
+    /// Fixed-width values: `width` bytes each, from `values` (the array's offset applied).
+    Fixed { values: Buffer, width: usize },
+    /// Booleans.
+    Bool(&'a BooleanArray),
+}
+
+/// Encodes one row at a time: per column a null flag, then the value (a fixed-width value's
+/// bytes; a variable-length value's length, then its bytes). Given the schema the encoding
+/// reads back unambiguously, so equal rows, and only they, encode to equal bytes.
+struct RowHasher<'a> {
+    columns: Vec<(Option<&'a NullBuffer>, Cells<'a>)>,
+}
+
+impl<'a> RowHasher<'a> {
+    /// None when a column's type is not one it reads (nested types, dictionaries).
+    fn new(batch: &'a RecordBatch) -> Option<Self> {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|a| {
+                let a = a.as_ref();
+                let cells = match a.data_type() {
+                    DataType::Utf8 => {
+                        let s = a.as_string::<i32>();
+                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
+                    }
+                    DataType::LargeUtf8 => {
+                        let s = a.as_string::<i64>();
+                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
+                    }
+                    DataType::Utf8View => {
+                        let s = a.as_string_view();
+                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
+                    }
+                    DataType::Binary => {
+                        let b = a.as_binary::<i32>();
+                        Cells::Bytes(Box::new(move |i| b.value(i)))
+                    }
+                    DataType::LargeBinary => {
+                        let b = a.as_binary::<i64>();
+                        Cells::Bytes(Box::new(move |i| b.value(i)))
+                    }
+                    DataType::BinaryView => {
+                        let b = a.as_binary_view();
+                        Cells::Bytes(Box::new(move |i| b.value(i)))
+                    }
+                    DataType::Boolean => Cells::Bool(a.as_boolean()),
+                    t if t.is_primitive() => {
+                        let width = t.primitive_width()?;
+                        let data = a.to_data();
+                        let values = data
+                            .buffers()
+                            .first()?
+                            .slice_with_length(data.offset() * width, data.len() * width);
+                        Cells::Fixed { values, width }
+                    }
+                    _ => return None,
+                };
+                Some((a.nulls(), cells))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { columns })
+    }
+
+    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+        for (nulls, cells) in &self.columns {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                out.push(0);
+                continue;
+            }
+            out.push(1);
+            match cells {
+                Cells::Bytes(value) => {
+                    let v = value(row);
+                    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
+                Cells::Fixed { values, width } => {
+                    out.extend_from_slice(&values.as_slice()[row * width..(row + 1) * width]);
+                }
+                Cells::Bool(b) => out.push(u8::from(b.value(row))),
+            }
+        }
+    }
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64 ^ (v >> 64) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{
+        ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int64Array, StringArray,
+        StringViewArray, TimestampMicrosecondArray,
+    };
+    use deltalake::arrow::datatypes::{Field, Int32Type, Schema};
+
+    use super::*;
+
+    fn table() -> TableId {
+        "silver.transactions".parse().unwrap()
+    }
+
+    fn batch(columns: Vec<ArrayRef>) -> RecordBatch {
+        let fields: Vec<Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn flags(seen: &Seen, b: &RecordBatch) -> Vec<bool> {
+        seen.insert(b, &table())
+            .unwrap()
+            .iter()
+            .map(Option::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn equal_rows_and_only_they_are_duplicates() {
+        // Row 1 repeats row 0. The others differ in one way each: where a string splits (the
+        // bytes between the two strings' values alike), a NULL against an empty string or a
+        // zero, the sign of a zero, the timestamp alone.
+        let a = StringArray::from(vec![
+            Some("ab"),
+            Some("ab"),
+            Some("a\u{1}b"),
+            Some("a"),
+            None,
+            Some(""),
+            Some("x"),
+            Some("x"),
+            Some("x"),
+            Some("ab"),
+        ]);
+        let b = StringArray::from(vec!["c", "c", "c", "b\u{1}c", "c", "c", "c", "c", "c", "c"]);
+        let n = Int64Array::from(vec![
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1),
+            None,
+            Some(0),
+            Some(0),
+            Some(1),
+        ]);
+        let f = Float64Array::from(vec![0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, -0.0, 0.5]);
+        let t =
+            TimestampMicrosecondArray::from(vec![100, 100, 102, 102, 104, 105, 106, 107, 108, 109]);
+        let v = StringViewArray::from(vec!["a long value past the inline twelve"; 10]);
+        let on = BooleanArray::from(vec![true; 10]);
+        let b = batch(vec![
+            Arc::new(a),
+            Arc::new(b),
+            Arc::new(n),
+            Arc::new(f),
+            Arc::new(t),
+            Arc::new(v),
+            Arc::new(on),
+        ]);
+        let seen = Seen::new(&b.schema());
+        let mut expected = [true; 10];
+        expected[1] = false;
+        assert_eq!(flags(&seen, &b), expected);
+        // Again, as a slice (arrays with an offset): every row is there already.
+        assert_eq!(flags(&seen, &b.slice(2, 8)), [false; 8]);
+        // A row differing in the last column only is new.
+        let mut other = b.slice(0, 1).columns().to_vec();
+        other[6] = Arc::new(BooleanArray::from(vec![false]));
+        assert_eq!(flags(&seen, &batch(other)), [true]);
+    }
+
+    /// Row hashes of `b` grouped into classes of equal hashes, by the first row of each.
+    fn classes(hashes: &[u128]) -> Vec<usize> {
+        let mut first = HashMap::new();
+        (0..hashes.len())
+            .map(|i| *first.entry(hashes[i]).or_insert(i))
+            .collect()
+    }
+
+    #[test]
+    fn rows_are_equal_exactly_when_arrow_row_format_says_so() {
+        // Small domains, so that many rows repeat; NULLs in every column.
+        let n = 3000;
+        let pick = |i: usize, m: usize| (i.wrapping_mul(2654435761) >> 7) % m;
+        let s = StringArray::from_iter((0..n).map(|i| match pick(i, 5) {
+            0 => None,
+            k => Some(["", "a", "ab", "abc"][k - 1]),
+        }));
+        let t = StringArray::from_iter((0..n).map(|i| match pick(i + 7, 4) {
+            0 => None,
+            k => Some(["", "c", "bc"][k - 1]),
+        }));
+        let q =
+            Int64Array::from_iter((0..n).map(|i| (pick(i + 3, 4) != 0).then(|| pick(i, 3) as i64)));
+        let p = Float64Array::from_iter(
+            (0..n).map(|i| (pick(i + 5, 5) != 0).then(|| [0.0, -0.0, 1.5][pick(i + 1, 3)])),
+        );
+        let b = batch(vec![Arc::new(s), Arc::new(t), Arc::new(q), Arc::new(p)]);
+        let seen = Seen::new(&b.schema());
+        let ours = seen.hashes(&b).unwrap();
+        let converter = RowConverter::new(seen.fields.clone()).unwrap();
+        let rows = converter.convert_columns(b.columns()).unwrap();
+        let mut first = HashMap::new();
+        let reference: Vec<usize> = (0..n)
+            .map(|i| *first.entry(rows.row(i).as_ref().to_vec()).or_insert(i))
+            .collect();
+        assert_eq!(classes(&ours), reference);
+        assert!(
+            first.len() > 50 && first.len() < n / 2,
+            "{} classes",
+            first.len()
+        );
+    }
+
+    #[test]
+    fn other_column_types_go_through_arrow_row_format() {
+        let d: DictionaryArray<Int32Type> = vec!["x", "y", "x", "x"].into_iter().collect();
+        let n = Int64Array::from(vec![1, 1, 1, 2]);
+        let b = batch(vec![Arc::new(d), Arc::new(n)]);
+        assert!(RowHasher::new(&b).is_none());
+        let seen = Seen::new(&b.schema());
+        assert_eq!(flags(&seen, &b), [true, true, false, true]);
+    }
+}
