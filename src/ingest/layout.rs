@@ -7,6 +7,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     ArrayRef, BinaryArray, Int64Array, StringArray, TimestampMicrosecondArray, new_null_array,
 };
+use deltalake::arrow::buffer::{Buffer, OffsetBuffer};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -101,15 +102,9 @@ impl DropLayout {
     fn lineage(role: ColumnRole, lines: &[i64], meta: &DropMeta) -> Option<ArrayRef> {
         let n = lines.len();
         Some(match role {
-            ColumnRole::SourceFile => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                meta.file.as_str(),
-                n,
-            ))),
+            ColumnRole::SourceFile => Arc::new(repeated(&meta.file, n)),
             ColumnRole::SourceLine => Arc::new(Int64Array::from(lines.to_vec())),
-            ColumnRole::DropSha256 => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                meta.sha256.as_str(),
-                n,
-            ))),
+            ColumnRole::DropSha256 => Arc::new(repeated(&meta.sha256, n)),
             ColumnRole::IngestedAt => Arc::new(
                 TimestampMicrosecondArray::from(vec![meta.ingested_at_us; n]).with_timezone("UTC"),
             ),
@@ -170,5 +165,23 @@ impl DropLayout {
             context: format!("rejects of {}", meta.file),
             source,
         })
+    }
+}
+
+/// `value`, `n` times: its bytes copied once into a buffer of exactly their size.
+fn repeated(value: &str, n: usize) -> StringArray {
+    let len = value.len();
+    match n
+        .checked_mul(len)
+        .filter(|&total| i32::try_from(total).is_ok())
+    {
+        Some(_) => StringArray::new(
+            OffsetBuffer::from_lengths(std::iter::repeat_n(len, n)),
+            Buffer::from(value.repeat(n).into_bytes()),
+            None,
+        ),
+        // Past what 32-bit offsets address. A chunk of at most 3 MiB holds at most ~400,000
+        // rows, so only a file name of over 5 KB gets here.
+        None => StringArray::from_iter_values(std::iter::repeat_n(value, n)),
     }
 }
