@@ -15,8 +15,8 @@ fn main() -> std::process::ExitCode {
 /// (query states, Parquet pages, parsed chunks). By default glibc hands each large freed block
 /// back to the kernel, and the next allocation faults its pages in again one by one. Here
 /// blocks up to 32 MiB come from the heap, and the heap is neither trimmed nor grown by less
-/// than 64 MiB. A gold refresh of 5,000,000 generated rows went from 320,000 to 266,000 page
-/// faults and from 0.85 to 0.69 s of system time (median of 6).
+/// than 64 MiB. A gold refresh of 5,000,000 generated rows went from 317,000 to 269,000 page
+/// faults and from 0.79 to 0.63 s of system time (median of 6).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     // SAFETY: mallopt only sets the allocator's parameters; no thread runs yet.

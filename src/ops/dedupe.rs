@@ -20,8 +20,7 @@ use crate::catalog::TableId;
 use crate::error::{Error, Result};
 
 /// Shards of the set, chosen by a hash's top bits. Each batch takes every shard's lock once,
-/// so the refresh's partitions insert side by side, and each shard's table stays small
-/// enough for the cache.
+/// so the refresh's partitions insert side by side instead of one after the other.
 const SHARDS: usize = 256;
 
 /// The rows a deduplicated table holds, as row hashes.
