@@ -8,7 +8,7 @@ use deltalake::arrow::array::{
     ArrayRef, BinaryArray, Int64Array, StringArray, TimestampMicrosecondArray, new_null_array,
 };
 use deltalake::arrow::buffer::{Buffer, OffsetBuffer};
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{Field, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::DropMeta;
@@ -99,17 +99,29 @@ impl DropLayout {
         &self.rejects_schema
     }
 
-    fn lineage(role: ColumnRole, lines: &[i64], meta: &DropMeta) -> Option<ArrayRef> {
+    /// The column of a lineage role for rows at `lines` (None for other roles).
+    fn lineage(role: ColumnRole, lines: &[i64], meta: &DropMeta) -> Result<Option<ArrayRef>> {
         let n = lines.len();
-        Some(match role {
-            ColumnRole::SourceFile => Arc::new(repeated(&meta.file, n)),
+        Ok(Some(match role {
+            ColumnRole::SourceFile => Arc::new(repeated(&meta.file, n, meta)?),
             ColumnRole::SourceLine => Arc::new(Int64Array::from(lines.to_vec())),
-            ColumnRole::DropSha256 => Arc::new(repeated(&meta.sha256, n)),
+            ColumnRole::DropSha256 => Arc::new(repeated(&meta.sha256, n, meta)?),
             ColumnRole::IngestedAt => Arc::new(
                 TimestampMicrosecondArray::from(vec![meta.ingested_at_us; n]).with_timezone("UTC"),
             ),
-            _ => return None,
-        })
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The lineage column of `role`, or NULLs for a role no column of this kind fills.
+    fn lineage_or_null(
+        role: ColumnRole,
+        lines: &[i64],
+        meta: &DropMeta,
+        field: &Field,
+    ) -> Result<ArrayRef> {
+        Ok(Self::lineage(role, lines, meta)?
+            .unwrap_or_else(|| new_null_array(field.data_type(), lines.len())))
     }
 
     /// Assembles a bronze batch from the source columns' values (in source order).
@@ -126,13 +138,11 @@ impl DropLayout {
             .iter()
             .enumerate()
             .map(|(i, &role)| match role {
-                ColumnRole::Source => values.next().expect("one value array per source column"),
-                ColumnRole::Rescued => rescued.clone(),
-                r => Self::lineage(r, lines, meta).unwrap_or_else(|| {
-                    new_null_array(self.bronze_schema.field(i).data_type(), lines.len())
-                }),
+                ColumnRole::Source => Ok(values.next().expect("one value array per source column")),
+                ColumnRole::Rescued => Ok(rescued.clone()),
+                r => Self::lineage_or_null(r, lines, meta, self.bronze_schema.field(i)),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         RecordBatch::try_new(self.bronze_schema.clone(), columns).map_err(|source| Error::Arrow {
             context: format!("bronze rows of {}", meta.file),
             source,
@@ -153,14 +163,12 @@ impl DropLayout {
             .enumerate()
             .map(|(i, &role)| match role {
                 ColumnRole::Reason => {
-                    Arc::new(StringArray::from_iter_values(reasons.iter())) as ArrayRef
+                    Ok(Arc::new(StringArray::from_iter_values(reasons.iter())) as ArrayRef)
                 }
-                ColumnRole::Raw => Arc::new(BinaryArray::from_iter_values(raw.iter())),
-                r => Self::lineage(r, lines, meta).unwrap_or_else(|| {
-                    new_null_array(self.rejects_schema.field(i).data_type(), lines.len())
-                }),
+                ColumnRole::Raw => Ok(Arc::new(BinaryArray::from_iter_values(raw.iter())) as _),
+                r => Self::lineage_or_null(r, lines, meta, self.rejects_schema.field(i)),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         RecordBatch::try_new(self.rejects_schema.clone(), columns).map_err(|source| Error::Arrow {
             context: format!("rejects of {}", meta.file),
             source,
@@ -168,20 +176,65 @@ impl DropLayout {
     }
 }
 
-/// `value`, `n` times: its bytes copied once into a buffer of exactly their size.
-fn repeated(value: &str, n: usize) -> StringArray {
-    let len = value.len();
-    match n
-        .checked_mul(len)
-        .filter(|&total| i32::try_from(total).is_ok())
-    {
-        Some(_) => StringArray::new(
-            OffsetBuffer::from_lengths(std::iter::repeat_n(len, n)),
-            Buffer::from(value.repeat(n).into_bytes()),
-            None,
-        ),
-        // Past what 32-bit offsets address. A chunk of at most 3 MiB holds at most ~400,000
-        // rows, so only a file name of over 5 KB gets here.
-        None => StringArray::from_iter_values(std::iter::repeat_n(value, n)),
+/// `value`, `n` times: its bytes copied once into a buffer of exactly their size. A column of a
+/// batch addresses at most 2 GiB (32-bit offsets): past that, an error naming the drop.
+fn repeated(value: &str, n: usize, meta: &DropMeta) -> Result<StringArray> {
+    let total = i32::try_from(value.len())
+        .ok()
+        .zip(i32::try_from(n).ok())
+        .and_then(|(len, n)| len.checked_mul(n).map(|_| len));
+    let Some(len) = total else {
+        return Err(Error::BadDrop {
+            file: meta.file.clone(),
+            message: format!(
+                "a lineage value of {} bytes on {n} rows is more than a column of a batch holds (2 GiB)",
+                value.len()
+            ),
+        });
+    };
+    // No offset overflows: the last, n * len, fits in an i32.
+    let offsets: Vec<i32> = (0..=n as i32).map(|i| i * len).collect();
+    Ok(StringArray::new(
+        OffsetBuffer::new(offsets.into()),
+        Buffer::from(value.repeat(n).into_bytes()),
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::Array;
+
+    use super::*;
+
+    fn meta() -> DropMeta {
+        DropMeta {
+            file: "file:///drops/2011-12-09.csv.lzo".into(),
+            sha256: "ab".repeat(32),
+            ingested_at_us: 0,
+        }
+    }
+
+    #[test]
+    fn repeated_values_are_each_the_value() {
+        let m = meta();
+        for n in [0, 1, 3, 1000] {
+            let a = repeated(&m.file, n, &m).unwrap();
+            assert_eq!(a.len(), n);
+            assert!(a.iter().all(|v| v == Some(m.file.as_str())));
+        }
+        assert_eq!(repeated("", 5, &m).unwrap().iter().flatten().count(), 5);
+    }
+
+    #[test]
+    fn a_column_past_32_bit_offsets_is_an_error_not_a_panic() {
+        let m = meta();
+        // 1 MiB × 4,096 rows = 4 GiB: refused before any byte is copied.
+        let long = "x".repeat(1 << 20);
+        let e = repeated(&long, 4096, &m).unwrap_err().to_string();
+        assert!(
+            e.contains("2011-12-09.csv.lzo") && e.contains("2 GiB"),
+            "{e}"
+        );
     }
 }

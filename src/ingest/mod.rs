@@ -299,10 +299,13 @@ impl ChunkBuilder {
         let rows_guess = bytes / 64 + 16;
         let n = ctx.layout.source_columns.len();
         Self {
-            // Any one column may hold most of the chunk's bytes: reserve them all for each, so
-            // no builder grows by copying. Pages never written are never touched.
             values: (0..n)
-                .map(|_| deltalake::arrow::array::StringBuilder::with_capacity(rows_guess, bytes))
+                .map(|_| {
+                    deltalake::arrow::array::StringBuilder::with_capacity(
+                        rows_guess,
+                        bytes / n.max(1),
+                    )
+                })
                 .collect(),
             rescued: deltalake::arrow::array::StringBuilder::new(),
             lines: Vec::with_capacity(rows_guess),

@@ -10,9 +10,11 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
-use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::array::{
+    AsArray, BooleanArray, GenericByteArray, GenericByteViewArray, RecordBatch,
+};
 use deltalake::arrow::buffer::{Buffer, NullBuffer};
-use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::datatypes::{ByteArrayType, ByteViewType, DataType, SchemaRef};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::row::{RowConverter, SortField};
 
@@ -131,30 +133,12 @@ impl<'a> RowHasher<'a> {
             .map(|a| {
                 let a = a.as_ref();
                 let cells = match a.data_type() {
-                    DataType::Utf8 => {
-                        let s = a.as_string::<i32>();
-                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
-                    }
-                    DataType::LargeUtf8 => {
-                        let s = a.as_string::<i64>();
-                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
-                    }
-                    DataType::Utf8View => {
-                        let s = a.as_string_view();
-                        Cells::Bytes(Box::new(move |i| s.value(i).as_bytes()))
-                    }
-                    DataType::Binary => {
-                        let b = a.as_binary::<i32>();
-                        Cells::Bytes(Box::new(move |i| b.value(i)))
-                    }
-                    DataType::LargeBinary => {
-                        let b = a.as_binary::<i64>();
-                        Cells::Bytes(Box::new(move |i| b.value(i)))
-                    }
-                    DataType::BinaryView => {
-                        let b = a.as_binary_view();
-                        Cells::Bytes(Box::new(move |i| b.value(i)))
-                    }
+                    DataType::Utf8 => bytes(a.as_string::<i32>()),
+                    DataType::LargeUtf8 => bytes(a.as_string::<i64>()),
+                    DataType::Binary => bytes(a.as_binary::<i32>()),
+                    DataType::LargeBinary => bytes(a.as_binary::<i64>()),
+                    DataType::Utf8View => views(a.as_string_view()),
+                    DataType::BinaryView => views(a.as_binary_view()),
                     DataType::Boolean => Cells::Bool(a.as_boolean()),
                     t if t.is_primitive() => {
                         let width = t.primitive_width()?;
@@ -193,6 +177,16 @@ impl<'a> RowHasher<'a> {
             }
         }
     }
+}
+
+/// The values of a string or binary array.
+fn bytes<T: ByteArrayType>(a: &GenericByteArray<T>) -> Cells<'_> {
+    Cells::Bytes(Box::new(move |i| a.value(i).as_ref()))
+}
+
+/// The values of a string or binary view array.
+fn views<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> Cells<'_> {
+    Cells::Bytes(Box::new(move |i| a.value(i).as_ref()))
 }
 
 /// A hasher for keys that are hashes already.
@@ -305,7 +299,7 @@ mod tests {
         assert_eq!(flags(&seen, &batch(other)), [true]);
     }
 
-    /// Row hashes of `b` grouped into classes of equal hashes, by the first row of each.
+    /// For each row, the first row whose hash equals its own.
     fn classes(hashes: &[u128]) -> Vec<usize> {
         let mut first = HashMap::new();
         (0..hashes.len())
