@@ -187,8 +187,9 @@ async fn csv_rows_land_as_written_with_lineage_and_rejects() {
         "{lineage}"
     );
 
-    // The catalog's `dictionary = false` reaches the Parquet writer: the line numbers (all
-    // distinct) are plain-encoded, the fields keep their dictionaries.
+    // The catalog's `dictionary = false` and `encoding` reach the Parquet writer: the line
+    // numbers (all distinct) have no dictionary and are delta-encoded (DuckDB read them back
+    // above), the fields keep their dictionaries.
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
     let files = parquet_files(&dir.path().join("lake/bronze/online_retail"));
     assert_eq!(files.len(), 1);
@@ -202,6 +203,13 @@ async fn csv_rows_land_as_written_with_lineage_and_rejects() {
             .unwrap_or_else(|| panic!("no column {name}"))
     };
     assert!(column("_source_line").dictionary_page_offset().is_none());
+    assert!(
+        column("_source_line")
+            .encodings()
+            .any(|e| e == deltalake::parquet::basic::Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        column("_source_line").encodings().collect::<Vec<_>>()
+    );
     assert!(column("InvoiceNo").dictionary_page_offset().is_some());
     // Statistics only where the Delta log keeps them (delta.dataSkippingStatsColumns).
     assert!(column("_source_line").statistics().is_some());

@@ -10,7 +10,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::LogStoreRef;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
-use deltalake::parquet::basic::Compression;
+use deltalake::parquet::basic::{Compression, Encoding};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -19,7 +19,7 @@ use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::mpsc;
 
-use crate::catalog::{ColumnRole, TableId};
+use crate::catalog::{ColumnRole, TableId, ValueEncoding};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
 
@@ -32,6 +32,8 @@ pub(crate) struct Target {
     constant_columns: Vec<String>,
     /// Columns declared `dictionary = false`.
     plain_columns: Vec<String>,
+    /// Columns declared with a value encoding other than plain.
+    encoded_columns: Vec<(String, Encoding)>,
     /// Application-transaction versions looked up in `state` (each lookup replays the log
     /// since the last checkpoint). Valid while `state` only moves by this writer's own commits;
     /// cleared whenever it takes in anyone else's.
@@ -52,6 +54,15 @@ impl Target {
             .filter(|c| !c.dictionary)
             .map(|c| c.name.clone())
             .collect();
+        let encoded_columns = columns
+            .iter()
+            .filter_map(|c| match c.encoding {
+                ValueEncoding::Plain => None,
+                ValueEncoding::DeltaBinaryPacked => {
+                    Some((c.name.clone(), Encoding::DELTA_BINARY_PACKED))
+                }
+            })
+            .collect();
         let constant_columns = columns
             .iter()
             .filter(|c| matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256))
@@ -63,6 +74,7 @@ impl Target {
             state,
             constant_columns,
             plain_columns,
+            encoded_columns,
             txns: Default::default(),
         })
     }
@@ -161,6 +173,9 @@ impl Target {
         }
         for name in &self.plain_columns {
             props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
+        }
+        for (name, encoding) in &self.encoded_columns {
+            props = props.set_column_encoding(ColumnPath::from(name.as_str()), *encoding);
         }
         let props = props.build();
         let wc = WriterConfig::new(
