@@ -6,8 +6,6 @@
 //! only if their hashes collided: for the 10^8 rows of a big table, a chance of about 10^-23.
 //! The hashes are not stored anywhere: each refresh reads the rows it needs again.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use deltalake::arrow::array::{
@@ -29,7 +27,7 @@ const SHARDS: usize = 256;
 pub(crate) struct Seen {
     /// The row format of the table's columns, for a column type [`RowHasher`] does not read.
     fields: Vec<SortField>,
-    shards: Vec<Mutex<HashSet<u128, BuildHasherDefault<PassThrough>>>>,
+    shards: Vec<Mutex<Slots>>,
 }
 
 impl Seen {
@@ -42,6 +40,17 @@ impl Seen {
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Makes room for `rows` more rows at once (the set grows as needed anyway; growing
+    /// rehashes every hash it holds).
+    pub(crate) fn expect(&self, rows: u64) {
+        // Hashes spread evenly over the shards; a little slack keeps the fuller ones from growing.
+        let per_shard = rows as usize / SHARDS;
+        let per_shard = per_shard + per_shard / 16 + 64;
+        for shard in &self.shards {
+            shard.lock().expect("dedupe shard").reserve(per_shard);
         }
     }
 
@@ -76,6 +85,9 @@ impl Seen {
             }
             let mut set = self.shards[s].lock().expect("dedupe shard");
             set.reserve(rows.len());
+            // Load every slot the rows land in before inserting any: the loads are independent,
+            // so their cache misses overlap instead of coming one after the other.
+            std::hint::black_box(set.touch(rows.iter().map(|&r| hashes[r])));
             for &row in rows {
                 new[row] = set.insert(hashes[row]);
             }
@@ -189,23 +201,64 @@ fn views<T: ByteViewType + ?Sized>(a: &GenericByteViewArray<T>) -> Cells<'_> {
     Cells::Bytes(Box::new(move |i| a.value(i).as_ref()))
 }
 
-/// A hasher for keys that are hashes already.
+/// A set of row hashes: open addressing with linear probing, each slot holding a hash itself
+/// (0 marks an empty slot, so a hash of 0 is stored as 1: two rows are then mistaken for each
+/// other with a chance of 2^-127, against the 2^-128 of any collision). A slot is read with one
+/// memory access, where a general hash set reads its control bytes, then its bucket.
 #[derive(Default)]
-struct PassThrough(u64);
+struct Slots {
+    /// A power of two of slots (or none), at most [`Slots::MAX_LOAD`] full.
+    slots: Vec<u128>,
+    len: usize,
+}
 
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
+impl Slots {
+    /// Fullest the table gets, as a fraction (numerator, denominator) of its slots.
+    const MAX_LOAD: (usize, usize) = (3, 4);
+
+    fn index(&self, h: u128) -> usize {
+        (h as usize) & (self.slots.len() - 1)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+    /// Makes room for `more` hashes without growing again.
+    fn reserve(&mut self, more: usize) {
+        let need = self.len + more;
+        let (num, den) = Self::MAX_LOAD;
+        if need * den <= self.slots.len() * num {
+            return;
+        }
+        let size = (need * den / num + 1).next_power_of_two().max(64);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.len = 0;
+        for h in old.into_iter().filter(|&h| h != 0) {
+            self.insert(h);
         }
     }
 
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64 ^ (v >> 64) as u64;
+    /// Reads the slot of each hash (a value to discard, so the reads are not optimized away).
+    fn touch(&self, hashes: impl Iterator<Item = u128>) -> u128 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        hashes.fold(0, |acc, h| acc ^ self.slots[self.index(h)])
+    }
+
+    /// Adds `h`; false when it was there already. Room must have been reserved.
+    fn insert(&mut self, h: u128) -> bool {
+        let h = h.max(1);
+        let mask = self.slots.len() - 1;
+        let mut i = self.index(h);
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = h;
+                    self.len += 1;
+                    return true;
+                }
+                s if s == h => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
     }
 }
 
@@ -350,5 +403,55 @@ mod tests {
         assert!(RowHasher::new(&b).is_none());
         let seen = Seen::new(&b.schema());
         assert_eq!(flags(&seen, &b), [true, true, false, true]);
+    }
+
+    #[test]
+    fn slots_hold_each_hash_once_through_growth_and_collisions() {
+        let mut slots = Slots::default();
+        let mut reference = std::collections::HashSet::new();
+        // Hashes sharing their low bits collide into one run of slots; 0 and 1 are one hash.
+        let mut x = 0x9e37_79b9_7f4a_7c15u128;
+        let hashes: Vec<u128> = (0..20_000u128)
+            .map(|i| {
+                x = x.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(i);
+                match i % 5 {
+                    0 => x << 64,            // low bits all zero
+                    1 => (x >> 100) % 3_000, // small: many repeats
+                    _ => x,
+                }
+            })
+            .chain([0, 1, 0, 2])
+            .collect();
+        for chunk in hashes.chunks(777) {
+            slots.reserve(chunk.len());
+            std::hint::black_box(slots.touch(chunk.iter().copied()));
+            for &h in chunk {
+                assert_eq!(slots.insert(h), reference.insert(h.max(1)), "{h}");
+            }
+            let (num, den) = Slots::MAX_LOAD;
+            assert!(slots.len * den <= slots.slots.len() * num);
+        }
+        assert_eq!(slots.len, reference.len());
+        assert_eq!(
+            slots.slots.iter().filter(|&&h| h != 0).count(),
+            reference.len()
+        );
+    }
+
+    #[test]
+    fn a_set_sized_for_its_rows_does_not_grow() {
+        let b = batch(vec![Arc::new(Int64Array::from_iter_values(0..50_000))]);
+        let seen = Seen::new(&b.schema());
+        seen.expect(50_000);
+        let sizes = |s: &Seen| -> Vec<usize> {
+            s.shards
+                .iter()
+                .map(|x| x.lock().unwrap().slots.len())
+                .collect()
+        };
+        let before = sizes(&seen);
+        assert!(flags(&seen, &b).iter().all(|&f| f));
+        assert_eq!(sizes(&seen), before);
+        assert!(flags(&seen, &b).iter().all(|&f| !f));
     }
 }

@@ -186,7 +186,7 @@ impl Lakehouse {
         idx: &[usize],
         report: &mut RefreshReport,
     ) -> Result<BTreeMap<String, ExpectationCount>> {
-        let files = added_files(source, source_id, from, to).await?;
+        let (files, source_rows) = added_files(source, source_id, from, to).await?;
         let ctx = session();
         // The source's new rows: only the files its commits after `from` added.
         let provider = if files.is_empty() {
@@ -296,7 +296,10 @@ impl Lakehouse {
                         .collect::<Result<_>>()?,
                     dedupe: match o.spec.dedupe {
                         true if o.target.state.log_data().iter().next().is_none() => {
-                            Some(Arc::new(Seen::new(&schema)))
+                            // At most every new source row is kept: room for them all at once.
+                            let seen = Seen::new(&schema);
+                            seen.expect(source_rows.unwrap_or(0));
+                            Some(Arc::new(seen))
                         }
                         true => {
                             let bound = match &o.spec.dedupe_bounded_by {
@@ -780,16 +783,18 @@ fn conform_columns(
     })
 }
 
-/// Data files the source's commits after `from` (up to `to`) added.
+/// Data files the source's commits after `from` (up to `to`) added, and the rows they hold (None
+/// when an added file's statistics do not say).
 async fn added_files(
     source: &deltalake::DeltaTable,
     id: &TableId,
     from: Option<u64>,
     to: u64,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Option<u64>)> {
     let log_store = source.log_store();
     let start = from.map_or(0, |v| v + 1);
     let mut files = Vec::new();
+    let mut rows = Some(0u64);
     for v in start..=to {
         let bytes = log_store
             .read_commit_entry(v)
@@ -812,6 +817,12 @@ async fn added_files(
             if let Some(add) = action.get("add").filter(|a| data_change(a)) {
                 if let Some(p) = add.get("path").and_then(|p| p.as_str()) {
                     files.push(p.to_string());
+                    let n = add
+                        .get("stats")
+                        .and_then(|s| s.as_str())
+                        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                        .and_then(|s| s.get("numRecords").and_then(|n| n.as_u64()));
+                    rows = rows.zip(n).map(|(a, b)| a + b);
                 }
             } else if action.get("remove").is_some_and(data_change) {
                 return Err(Error::IncrementalUnavailable {
@@ -823,5 +834,5 @@ async fn added_files(
             }
         }
     }
-    Ok(files)
+    Ok((files, rows))
 }
