@@ -7,7 +7,6 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     ArrayRef, BinaryArray, Int64Array, StringArray, TimestampMicrosecondArray, new_null_array,
 };
-use deltalake::arrow::buffer::{Buffer, OffsetBuffer};
 use deltalake::arrow::datatypes::{Field, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -176,14 +175,15 @@ impl DropLayout {
     }
 }
 
-/// `value`, `n` times: its bytes copied once into a buffer of exactly their size. A column of a
-/// batch addresses at most 2 GiB (32-bit offsets): past that, an error naming the drop.
+/// `value`, `n` times (Arrow's `new_repeated`: one buffer of exactly their size). A column of a
+/// batch addresses at most 2 GiB (32-bit offsets): past that, an error naming the drop, where
+/// Arrow would panic.
 fn repeated(value: &str, n: usize, meta: &DropMeta) -> Result<StringArray> {
-    let total = i32::try_from(value.len())
-        .ok()
-        .zip(i32::try_from(n).ok())
-        .and_then(|(len, n)| len.checked_mul(n).map(|_| len));
-    let Some(len) = total else {
+    if value
+        .len()
+        .checked_mul(n)
+        .is_none_or(|total| total > i32::MAX as usize)
+    {
         return Err(Error::BadDrop {
             file: meta.file.clone(),
             message: format!(
@@ -191,14 +191,8 @@ fn repeated(value: &str, n: usize, meta: &DropMeta) -> Result<StringArray> {
                 value.len()
             ),
         });
-    };
-    // No offset overflows: the last, n * len, fits in an i32.
-    let offsets: Vec<i32> = (0..=n as i32).map(|i| i * len).collect();
-    Ok(StringArray::new(
-        OffsetBuffer::new(offsets.into()),
-        Buffer::from(value.repeat(n).into_bytes()),
-        None,
-    ))
+    }
+    Ok(StringArray::new_repeated(value, n))
 }
 
 #[cfg(test)]

@@ -295,20 +295,21 @@ impl Lakehouse {
                         .map(|c| column(&c.name))
                         .collect::<Result<_>>()?,
                     dedupe: match o.spec.dedupe {
-                        true if o.target.state.log_data().iter().next().is_none() => {
-                            // At most every new source row is kept: room for them all at once.
-                            let seen = Seen::new(&schema);
-                            seen.expect(source_rows.unwrap_or(0));
-                            Some(Arc::new(seen))
-                        }
-                        true => {
-                            let bound = match &o.spec.dedupe_bounded_by {
-                                Some(c) => Some(new_range(&ctx, c, o.spec, source_id).await?),
-                                None => None,
-                            };
-                            Some(dedupe_seen(&o.target, &schema, bound).await?)
-                        }
                         false => None,
+                        true => {
+                            let seen = if o.target.state.log_data().iter().next().is_none() {
+                                Arc::new(Seen::new(&schema))
+                            } else {
+                                let bound = match &o.spec.dedupe_bounded_by {
+                                    Some(c) => Some(new_range(&ctx, c, o.spec, source_id).await?),
+                                    None => None,
+                                };
+                                dedupe_seen(&o.target, &schema, bound).await?
+                            };
+                            // At most every new source row is kept: room for them all at once.
+                            seen.expect(source_rows.unwrap_or(0));
+                            Some(seen)
+                        }
                     },
                 },
             };

@@ -19,7 +19,7 @@ use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use tokio::sync::mpsc;
 
-use crate::catalog::{ColumnRole, TableId, ValueEncoding};
+use crate::catalog::{ColumnRole, ColumnSpec, TableId, ValueEncoding};
 use crate::error::{Error, Result};
 use crate::lake::Lakehouse;
 
@@ -28,12 +28,8 @@ pub(crate) struct Target {
     pub(crate) id: TableId,
     pub(crate) log_store: LogStoreRef,
     pub(crate) state: DeltaTableState,
-    /// Lineage columns with one value per drop.
-    constant_columns: Vec<String>,
-    /// Columns declared `dictionary = false`.
-    plain_columns: Vec<String>,
-    /// Columns declared with a value encoding other than plain.
-    encoded_columns: Vec<(String, Encoding)>,
+    /// The table's declared columns: their roles and Parquet settings shape the writer.
+    columns: Vec<ColumnSpec>,
     /// Application-transaction versions looked up in `state` (each lookup replays the log
     /// since the last checkpoint). Valid while `state` only moves by this writer's own commits;
     /// cleared whenever it takes in anyone else's.
@@ -48,33 +44,12 @@ impl Target {
     /// A target for a table already opened (its snapshot is the one commits build on).
     pub(crate) fn of(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Result<Self> {
         let state = table.snapshot().map_err(|e| Error::delta(id, e))?.clone();
-        let columns = &lake.catalog().table(id)?.columns;
-        let plain_columns = columns
-            .iter()
-            .filter(|c| !c.dictionary)
-            .map(|c| c.name.clone())
-            .collect();
-        let encoded_columns = columns
-            .iter()
-            .filter_map(|c| match c.encoding {
-                ValueEncoding::Plain => None,
-                ValueEncoding::DeltaBinaryPacked => {
-                    Some((c.name.clone(), Encoding::DELTA_BINARY_PACKED))
-                }
-            })
-            .collect();
-        let constant_columns = columns
-            .iter()
-            .filter(|c| matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256))
-            .map(|c| c.name.clone())
-            .collect();
+        let columns = lake.catalog().table(id)?.columns.clone();
         Ok(Self {
             id: id.clone(),
             log_store: table.log_store(),
             state,
-            constant_columns,
-            plain_columns,
-            encoded_columns,
+            columns,
             txns: Default::default(),
         })
     }
@@ -162,20 +137,29 @@ impl Target {
                 .map(|f| f.name().as_str())
                 .filter(|n| !partitions.iter().any(|p| p == n)),
         );
-        for name in indexed
-            .iter()
-            .filter(|n| !self.constant_columns.contains(n))
-        {
+        // Lineage columns with one value per drop.
+        let constant = |name: &str| {
+            self.columns.iter().any(|c| {
+                c.name == name && matches!(c.role, ColumnRole::SourceFile | ColumnRole::DropSha256)
+            })
+        };
+        for name in indexed.iter().filter(|n| !constant(n)) {
             props = props.set_column_statistics_enabled(
                 ColumnPath::from(name.as_str()),
                 EnabledStatistics::Chunk,
             );
         }
-        for name in &self.plain_columns {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false);
-        }
-        for (name, encoding) in &self.encoded_columns {
-            props = props.set_column_encoding(ColumnPath::from(name.as_str()), *encoding);
+        for c in &self.columns {
+            let path = || ColumnPath::from(c.name.as_str());
+            if !c.dictionary {
+                props = props.set_column_dictionary_enabled(path(), false);
+            }
+            match c.encoding {
+                ValueEncoding::Plain => {}
+                ValueEncoding::DeltaBinaryPacked => {
+                    props = props.set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+                }
+            }
         }
         let props = props.build();
         let wc = WriterConfig::new(
