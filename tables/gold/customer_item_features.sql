@@ -56,14 +56,19 @@ lab AS (
   SELECT DISTINCT CustomerID, StockCode FROM silver
   WHERE InvoiceDate >= TIMESTAMP '${cutoff}' AND InvoiceDate <= TIMESTAMP '${label_end}'
 ),
--- The small side of each inner join comes first: DataFusion builds its hash table from the
--- left input (a 1.5M-row build side cost more than all the aggregates); Spark plans its own.
+-- The small side of each join comes first: DataFusion builds its hash table from the left input
+-- and streams the right one through it, so the 1.5M pairs are never held in a join's table and
+-- their rows flow to the writers as they are joined (Spark plans its own).
 pc AS (
   SELECT p.CustomerID, p.StockCode, p.n_purchases, p.n_lines, p.total_qty, p.total_revenue,
          p.first_purchase, p.last_purchase,
          cu.cust_n_invoices, cu.cust_n_items, cu.cust_total_qty, cu.cust_total_revenue,
          cu.cust_last
   FROM customer cu JOIN pair p ON p.CustomerID = cu.CustomerID
+),
+pci AS (
+  SELECT p.*, it.item_n_customers, it.item_total_qty
+  FROM item it JOIN pc p ON p.StockCode = it.StockCode
 )
 SELECT
   '${cutoff}' AS cutoff,
@@ -73,8 +78,7 @@ SELECT
   (unix_micros(TIMESTAMP '${cutoff}') - unix_micros(p.first_purchase)) / 86400e6 AS tenure_days,
   p.cust_n_invoices, p.cust_n_items, p.cust_total_qty, p.cust_total_revenue,
   (unix_micros(TIMESTAMP '${cutoff}') - unix_micros(p.cust_last)) / 86400e6 AS cust_recency_days,
-  it.item_n_customers, it.item_total_qty,
+  p.item_n_customers, p.item_total_qty,
   CASE WHEN l.CustomerID IS NULL THEN 0 ELSE 1 END AS label
-FROM item it
-JOIN pc p ON p.StockCode = it.StockCode
-LEFT JOIN lab l ON l.CustomerID = p.CustomerID AND l.StockCode = p.StockCode
+FROM lab l
+RIGHT JOIN pci p ON l.CustomerID = p.CustomerID AND l.StockCode = p.StockCode
