@@ -10,9 +10,11 @@
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDateTime};
-use deltalake::arrow::array::{Array, AsArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
+use deltalake::arrow::compute::kernels::cmp::eq;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::{MemTable, ViewTable};
@@ -20,10 +22,12 @@ use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use deltalake::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
+use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::json;
 
@@ -32,6 +36,9 @@ use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, app_txn_version, partition_values};
 use crate::ops::refresh::{collect_sql, conform_batch, df, refresh_app_id, session};
 use crate::ops::target::{Target, abort_all, close_all, discard, join_writing};
+
+/// Gold's partition column: the cutoff of the row's features.
+const CUTOFF: &str = "cutoff";
 
 /// The gold table `lake refresh gold` builds.
 pub const GOLD_FEATURES: &str = "gold.customer_item_features";
@@ -140,7 +147,7 @@ impl Lakehouse {
         let app_id = refresh_app_id(&silver_id);
         let done = app_txn_version(&gold, &gold_id, &app_id).await? == silver_version as i64;
         if done {
-            let have = partition_values(&gold, &gold_id, "cutoff")?;
+            let have = partition_values(&gold, &gold_id, CUTOFF)?;
             if names.iter().all(|n| have.contains(n)) {
                 return Ok(GoldReport {
                     table: gold_id.to_string(),
@@ -172,10 +179,13 @@ impl Lakehouse {
         let plan = first.plan(&ctx, &gold_id, false).await?;
         load_into_memory(&ctx, SOURCE, plan, &silver_id).await?;
         let schema = spec.arrow_schema();
-        let label = schema.index_of("label").map_err(|source| Error::Arrow {
-            context: format!("{gold_id} schema"),
-            source,
-        })?;
+        let index_of = |name: &str| {
+            schema.index_of(name).map_err(|source| Error::Arrow {
+                context: format!("{gold_id} schema"),
+                source,
+            })
+        };
+        let (label, cutoff) = (index_of("label")?, index_of(CUTOFF)?);
         // Each cutoff's rows stream from the query into Parquet writers (one per partition of
         // the plan, so both cores encode); nothing is committed until every cutoff is written.
         let mut target = Target::of(self, &gold_id, &gold)?;
@@ -185,7 +195,12 @@ impl Lakehouse {
                 let plan = Transform::parse(&sql_at(c), file, SOURCE)?
                     .plan(&ctx, &gold_id, true)
                     .await?;
-                write_plan(&ctx, plan, &target, &schema, label).await
+                let columns = Columns {
+                    label,
+                    cutoff,
+                    cutoff_value: c.format(CUTOFF_FORMAT).to_string(),
+                };
+                write_plan(&ctx, plan, &target, &schema, &columns).await
             };
             match written.await {
                 Ok((a, r, p)) => {
@@ -206,7 +221,7 @@ impl Lakehouse {
             .iter()
             .filter(|f| {
                 f.partition_values_map()
-                    .remove("cutoff")
+                    .remove(CUTOFF)
                     .flatten()
                     .is_some_and(|v| names.contains(&v))
             })
@@ -353,16 +368,40 @@ fn is_query(s: &DFStatement) -> bool {
     matches!(s, DFStatement::Statement(st) if matches!(st.as_ref(), SqlStatement::Query(_)))
 }
 
-/// Runs `plan` and writes its rows, conformed to `schema`, to new files of `target`: the files,
-/// the rows and the rows whose column `label` is 1.
+/// The columns of one cutoff's rows that [`write_plan`] looks at.
+struct Columns {
+    /// The label (0 or 1), counted.
+    label: usize,
+    /// The partition column, and the one value it holds in every row of the cutoff.
+    cutoff: usize,
+    cutoff_value: String,
+}
+
+/// Runs `plan` (one cutoff) and writes its rows, conformed to `schema`, to new files of
+/// `target`: the files, the rows and the rows whose label is 1.
+///
+/// Every row is in the cutoff's partition, so the writers are handed that partition instead of
+/// splitting each batch by its partition values (delta-rs groups the rows and copies every
+/// column of the batch to do that); a row of another cutoff is an error, not a misplaced file.
 async fn write_plan(
     ctx: &SessionContext,
     plan: LogicalPlan,
     target: &Target,
     schema: &SchemaRef,
-    label: usize,
+    columns: &Columns,
 ) -> Result<(Vec<Add>, u64, u64)> {
     let id = &target.id;
+    let cutoff = StringArray::from(vec![columns.cutoff_value.as_str()]);
+    let partition: IndexMap<String, _> = [(
+        CUTOFF.to_string(),
+        ScalarExt::from_array(&cutoff, 0).ok_or_else(|| Error::Arrow {
+            context: format!("partition value of {id}"),
+            source: ArrowError::InvalidArgumentError(columns.cutoff_value.clone()),
+        })?,
+    )]
+    .into_iter()
+    .collect();
+    let (label, cutoff_at) = (columns.label, columns.cutoff);
     let streams = ctx
         .execute_logical_plan(plan)
         .await
@@ -373,7 +412,8 @@ async fn write_plan(
     let mut tasks = Vec::new();
     for mut stream in streams {
         let mut writer = target.writer();
-        let (schema, id) = (schema.clone(), id.clone());
+        let (schema, id, partition) = (schema.clone(), id.clone(), partition.clone());
+        let (cutoff, value) = (Scalar::new(cutoff.clone()), columns.cutoff_value.clone());
         tasks.push(tokio::spawn(async move {
             let (mut rows, mut positives) = (0u64, 0u64);
             let written: Result<()> = async {
@@ -387,8 +427,18 @@ async fn write_plan(
                         }
                     })?;
                     positives += l.as_primitive::<Int64Type>().iter().flatten().sum::<i64>() as u64;
+                    let arrow = |source| Error::Arrow {
+                        context: format!("cutoff column of {id}"),
+                        source,
+                    };
+                    let same = eq(batch.column(cutoff_at), &cutoff).map_err(arrow)?;
+                    if same.true_count() != batch.num_rows() {
+                        return Err(arrow(ArrowError::InvalidArgumentError(format!(
+                            "a row outside the partition {CUTOFF}={value} being written"
+                        ))));
+                    }
                     writer
-                        .write(&batch)
+                        .write_partition(batch, &partition)
                         .await
                         .map_err(|e| Error::delta(&id, e))?;
                 }
@@ -550,6 +600,88 @@ mod tests {
                 .to_string();
             assert!(e.contains(says) && e.contains("t.sql"), "{sql}: {e}");
         }
+    }
+
+    /// One cutoff's rows go to its partition; a row of another cutoff stops the write, and the
+    /// files written so far are deleted.
+    #[tokio::test]
+    async fn rows_land_in_their_cutoffs_partition_or_nowhere() {
+        use deltalake::arrow::array::{ArrayRef, Int64Array};
+        use deltalake::arrow::record_batch::RecordBatch;
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::open(dir.path().to_str().unwrap()).unwrap();
+        lake.init().await.unwrap();
+        let id: TableId = GOLD_FEATURES.parse().unwrap();
+        let schema = lake.catalog().table(&id).unwrap().arrow_schema();
+        // Rows of the given cutoffs, every other column a zero (or a stock code) of its type.
+        let rows = |cutoffs: &[&str]| {
+            let n = cutoffs.len();
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| match (f.name().as_str(), f.data_type()) {
+                    (CUTOFF, _) => Arc::new(StringArray::from(cutoffs.to_vec())) as ArrayRef,
+                    (_, DataType::Utf8) => Arc::new(StringArray::from(vec!["85123A"; n])),
+                    (_, t) => cast(&Int64Array::from(vec![0; n]), t).unwrap(),
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        let gold = lake.table(&id).await.unwrap();
+        let target = Target::of(&lake, &id, &gold).unwrap();
+        let columns = Columns {
+            label: schema.index_of("label").unwrap(),
+            cutoff: schema.index_of(CUTOFF).unwrap(),
+            cutoff_value: "2011-09-01 00:00:00".into(),
+        };
+        let ctx = session();
+        let write = |batch: RecordBatch| {
+            let (ctx, target, schema, columns) = (&ctx, &target, &schema, &columns);
+            async move {
+                let table = MemTable::try_new(schema.clone(), vec![vec![batch]]).unwrap();
+                ctx.deregister_table("t").unwrap();
+                ctx.register_table("t", Arc::new(table)).unwrap();
+                let plan = ctx
+                    .sql("SELECT * FROM t")
+                    .await
+                    .unwrap()
+                    .into_unoptimized_plan();
+                write_plan(ctx, plan, target, schema, columns).await
+            }
+        };
+        let files = || walk(dir.path().join("gold"));
+
+        let (adds, n, _) = write(rows(&["2011-09-01 00:00:00"; 3])).await.unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(adds.len(), 1);
+        assert!(
+            adds[0].path.starts_with("cutoff=2011-09-01"),
+            "{}",
+            adds[0].path
+        );
+        assert_eq!(files().len(), 1);
+
+        let e = write(rows(&["2011-09-01 00:00:00", "2011-10-01 00:00:00"]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside the partition cutoff=2011-09-01"), "{e}");
+        assert_eq!(files().len(), 1, "the failed write left no file");
+    }
+
+    /// The Parquet files under `dir`.
+    fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+        out
     }
 
     /// Views are materialized before the query runs, and replaced on the next run.
