@@ -652,6 +652,11 @@ mod tests {
         };
         let files = || walk(dir.path().join("gold"));
 
+        // A cutoff without rows writes no file (not an empty one).
+        let (adds, n, _) = write(rows(&[])).await.unwrap();
+        assert_eq!((adds.len(), n), (0, 0));
+        assert!(files().is_empty());
+
         let (adds, n, _) = write(rows(&["2011-09-01 00:00:00"; 3])).await.unwrap();
         assert_eq!(n, 3);
         assert_eq!(adds.len(), 1);
