@@ -14,10 +14,10 @@ use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicr
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::compute::kernels::cmp::eq;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
-use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::{MemTable, ViewTable};
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
@@ -179,28 +179,16 @@ impl Lakehouse {
         let plan = first.plan(&ctx, &gold_id, false).await?;
         load_into_memory(&ctx, SOURCE, plan, &silver_id).await?;
         let schema = spec.arrow_schema();
-        let index_of = |name: &str| {
-            schema.index_of(name).map_err(|source| Error::Arrow {
-                context: format!("{gold_id} schema"),
-                source,
-            })
-        };
-        let (label, cutoff) = (index_of("label")?, index_of(CUTOFF)?);
         // Each cutoff's rows stream from the query into Parquet writers (one per partition of
         // the plan, so both cores encode); nothing is committed until every cutoff is written.
         let mut target = Target::of(self, &gold_id, &gold)?;
         let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
-        for c in &cuts {
+        for (c, name) in cuts.iter().zip(&names) {
             let written = async {
                 let plan = Transform::parse(&sql_at(c), file, SOURCE)?
                     .plan(&ctx, &gold_id, true)
                     .await?;
-                let columns = Columns {
-                    label,
-                    cutoff,
-                    cutoff_value: c.format(CUTOFF_FORMAT).to_string(),
-                };
-                write_plan(&ctx, plan, &target, &schema, &columns).await
+                write_plan(&ctx, plan, &target, &schema, name).await
             };
             match written.await {
                 Ok((a, r, p)) => {
@@ -368,17 +356,8 @@ fn is_query(s: &DFStatement) -> bool {
     matches!(s, DFStatement::Statement(st) if matches!(st.as_ref(), SqlStatement::Query(_)))
 }
 
-/// The columns of one cutoff's rows that [`write_plan`] looks at.
-struct Columns {
-    /// The label (0 or 1), counted.
-    label: usize,
-    /// The partition column, and the one value it holds in every row of the cutoff.
-    cutoff: usize,
-    cutoff_value: String,
-}
-
-/// Runs `plan` (one cutoff) and writes its rows, conformed to `schema`, to new files of
-/// `target`: the files, the rows and the rows whose label is 1.
+/// Runs `plan` (the rows of `cutoff`) and writes its rows, conformed to `schema`, to new files
+/// of `target`: the files, the rows and the rows whose label is 1.
 ///
 /// Every row is in the cutoff's partition, so the writers are handed that partition instead of
 /// splitting each batch by its partition values (delta-rs groups the rows and copies every
@@ -388,20 +367,29 @@ async fn write_plan(
     plan: LogicalPlan,
     target: &Target,
     schema: &SchemaRef,
-    columns: &Columns,
+    cutoff: &str,
 ) -> Result<(Vec<Add>, u64, u64)> {
     let id = &target.id;
-    let cutoff = StringArray::from(vec![columns.cutoff_value.as_str()]);
+    let index_of = |name: &str| {
+        schema.index_of(name).map_err(|source| Error::Arrow {
+            context: format!("{id} schema"),
+            source,
+        })
+    };
+    let (label, cutoff_at) = (index_of("label")?, index_of(CUTOFF)?);
+    let value = StringArray::from(vec![cutoff]);
+    let table = id.to_string();
+    let outside = move |message: String| Error::Query {
+        table: table.clone(),
+        source: Box::new(DataFusionError::Execution(message)),
+    };
     let partition: IndexMap<String, _> = [(
         CUTOFF.to_string(),
-        ScalarExt::from_array(&cutoff, 0).ok_or_else(|| Error::Arrow {
-            context: format!("partition value of {id}"),
-            source: ArrowError::InvalidArgumentError(columns.cutoff_value.clone()),
-        })?,
+        ScalarExt::from_array(&value, 0)
+            .ok_or_else(|| outside(format!("{cutoff:?} is no partition value")))?,
     )]
     .into_iter()
     .collect();
-    let (label, cutoff_at) = (columns.label, columns.cutoff);
     let streams = ctx
         .execute_logical_plan(plan)
         .await
@@ -413,7 +401,8 @@ async fn write_plan(
     for mut stream in streams {
         let mut writer = target.writer();
         let (schema, id, partition) = (schema.clone(), id.clone(), partition.clone());
-        let (cutoff, value) = (Scalar::new(cutoff.clone()), columns.cutoff_value.clone());
+        let (value, outside) = (Scalar::new(value.clone()), outside.clone());
+        let cutoff = cutoff.to_string();
         tasks.push(tokio::spawn(async move {
             let (mut rows, mut positives) = (0u64, 0u64);
             let written: Result<()> = async {
@@ -427,15 +416,15 @@ async fn write_plan(
                         }
                     })?;
                     positives += l.as_primitive::<Int64Type>().iter().flatten().sum::<i64>() as u64;
-                    let arrow = |source| Error::Arrow {
-                        context: format!("cutoff column of {id}"),
-                        source,
-                    };
-                    let same = eq(batch.column(cutoff_at), &cutoff).map_err(arrow)?;
+                    let same =
+                        eq(batch.column(cutoff_at), &value).map_err(|source| Error::Arrow {
+                            context: format!("cutoff column of {id}"),
+                            source,
+                        })?;
                     if same.true_count() != batch.num_rows() {
-                        return Err(arrow(ArrowError::InvalidArgumentError(format!(
-                            "a row outside the partition {CUTOFF}={value} being written"
-                        ))));
+                        return Err(outside(format!(
+                            "the query returned a row outside the partition {CUTOFF}={cutoff}"
+                        )));
                     }
                     writer
                         .write_partition(batch, &partition)
@@ -630,14 +619,9 @@ mod tests {
         };
         let gold = lake.table(&id).await.unwrap();
         let target = Target::of(&lake, &id, &gold).unwrap();
-        let columns = Columns {
-            label: schema.index_of("label").unwrap(),
-            cutoff: schema.index_of(CUTOFF).unwrap(),
-            cutoff_value: "2011-09-01 00:00:00".into(),
-        };
         let ctx = session();
         let write = |batch: RecordBatch| {
-            let (ctx, target, schema, columns) = (&ctx, &target, &schema, &columns);
+            let (ctx, target, schema) = (&ctx, &target, &schema);
             async move {
                 let table = MemTable::try_new(schema.clone(), vec![vec![batch]]).unwrap();
                 ctx.deregister_table("t").unwrap();
@@ -647,15 +631,24 @@ mod tests {
                     .await
                     .unwrap()
                     .into_unoptimized_plan();
-                write_plan(ctx, plan, target, schema, columns).await
+                write_plan(ctx, plan, target, schema, "2011-09-01 00:00:00").await
             }
         };
-        let files = || walk(dir.path().join("gold"));
+        // The table's data files, as its object store lists them.
+        let store = target.log_store.object_store(None);
+        let files = || async {
+            store
+                .list(None)
+                .map(|m| m.unwrap().location.to_string())
+                .filter(|p| std::future::ready(p.ends_with(".parquet")))
+                .collect::<Vec<_>>()
+                .await
+        };
 
         // A cutoff without rows writes no file (not an empty one).
         let (adds, n, _) = write(rows(&[])).await.unwrap();
         assert_eq!((adds.len(), n), (0, 0));
-        assert!(files().is_empty());
+        assert!(files().await.is_empty());
 
         let (adds, n, _) = write(rows(&["2011-09-01 00:00:00"; 3])).await.unwrap();
         assert_eq!(n, 3);
@@ -665,28 +658,14 @@ mod tests {
             "{}",
             adds[0].path
         );
-        assert_eq!(files().len(), 1);
+        assert_eq!(files().await.len(), 1);
 
         let e = write(rows(&["2011-09-01 00:00:00", "2011-10-01 00:00:00"]))
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("outside the partition cutoff=2011-09-01"), "{e}");
-        assert_eq!(files().len(), 1, "the failed write left no file");
-    }
-
-    /// The Parquet files under `dir`.
-    fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(p));
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-        out
+        assert_eq!(files().await.len(), 1, "the failed write left no file");
     }
 
     /// Views are materialized before the query runs, and replaced on the next run.

@@ -788,6 +788,13 @@ fn conform_columns(
     })
 }
 
+/// The row count of a file's statistics in the log (its minimum and maximum values skipped).
+#[derive(serde::Deserialize)]
+struct RowCount {
+    #[serde(rename = "numRecords")]
+    num_records: u64,
+}
+
 /// Data files the source's commits after `from` (up to `to`) added, and the rows they hold (None
 /// when an added file's statistics do not say).
 async fn added_files(
@@ -825,9 +832,8 @@ async fn added_files(
                     let n = add
                         .get("stats")
                         .and_then(|s| s.as_str())
-                        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                        .and_then(|s| s.get("numRecords").and_then(|n| n.as_u64()));
-                    rows = rows.zip(n).map(|(a, b)| a + b);
+                        .and_then(|s| serde_json::from_str::<RowCount>(s).ok());
+                    rows = rows.zip(n).map(|(a, b)| a + b.num_records);
                 }
             } else if action.get("remove").is_some_and(data_change) {
                 return Err(Error::IncrementalUnavailable {
@@ -840,4 +846,55 @@ async fn added_files(
         }
     }
     Ok((files, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::kernel::Add;
+
+    use super::*;
+    use crate::ops::target::Target;
+
+    /// The new files' row counts come from their statistics in the log; one file without
+    /// statistics makes the count unknown, not short.
+    #[tokio::test]
+    async fn added_files_count_the_rows_their_statistics_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::open(dir.path().to_str().unwrap()).unwrap();
+        lake.init().await.unwrap();
+        let id: TableId = "bronze.online_retail_rejects".parse().unwrap();
+        let add = |name: &str, rows: Option<u64>| Add {
+            path: name.to_string(),
+            size: 1,
+            data_change: true,
+            stats: rows.map(|n| format!(r#"{{"numRecords":{n},"minValues":{{"a":"x"}}}}"#)),
+            ..Default::default()
+        };
+        let mut target = Target::open(&lake, &id).await.unwrap();
+        let before = target.version();
+        for (v, adds) in [
+            vec![add("a.parquet", Some(3)), add("b.parquet", Some(4))],
+            vec![add("c.parquet", Some(5))],
+            vec![add("d.parquet", None)],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let app = format!("t{v}");
+            target
+                .commit_append(adds, &app, 1, "test", serde_json::json!({}))
+                .await
+                .unwrap();
+        }
+        let table = lake.table(&id).await.unwrap();
+        let files = |from, to| added_files(&table, &id, from, to);
+        let (paths, rows) = files(Some(before), before + 2).await.unwrap();
+        assert_eq!(paths, ["a.parquet", "b.parquet", "c.parquet"]);
+        assert_eq!(rows, Some(12));
+        assert_eq!(
+            files(Some(before + 1), before + 2).await.unwrap().1,
+            Some(5)
+        );
+        assert_eq!(files(Some(before), before + 3).await.unwrap().1, None);
+    }
 }
