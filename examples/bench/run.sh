@@ -3,7 +3,8 @@
 # from ../shared/peers/gen_online_retail.py, all measured in the same run on this machine.
 # A benchmark, not a test: it prints figures and ratios (and writes them to $OUT/results.jsonl).
 #
-# Env: ROWS (default "500000 5000000"), PEERS (default ../shared/peers), OUT (default bench-out),
+# Env: ROWS (default "500000 5000000"), ROUNDS (default 3), PEERS (default ../shared/peers),
+#      OUT (default bench-out),
 #      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (on an earlier run's lake),
 #      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh),
 #      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it).
@@ -15,6 +16,7 @@ VENV=${PEERS_VENV:-$HOME/.cache/berserkr-peers/venv}
 PY=$VENV/bin/python
 BIN=$(realpath -m "${BIN:-$REPO/target/dist/berserkr}")
 ROWS=${ROWS:-"500000 5000000"}
+ROUNDS=${ROUNDS:-3}
 [ -x "$PY" ] || PEERS_VENV=$VENV bash "$PEERS/setup.sh"
 [ -x "$BIN" ] || { echo "build first: cargo build --profile dist (or set BIN)" >&2; exit 2; }
 RES=$OUT/results.jsonl; : > "$RES"
@@ -24,8 +26,27 @@ measure() { # LABEL CMD... -> one JSON line (wall_s, tree_peak_rss_mb, tree_cpu_
   "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
   "$PY" "$PEERS/measure.py" "$label" -- "$@" | grep '^{' | tee -a "$RES"
 }
-best_wall() { # LABEL: smallest wall_s of that label
-  grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(min(json.loads(l)["wall_s"] for l in sys.stdin))'
+# Wall seconds of each run of LABEL, in run order: /usr/bin/time's elapsed (10 ms resolution;
+# measure.py's wall_s polls the process every 0.2 s, too coarse for runs of a few seconds).
+WALLS='
+import sys, json
+label = sys.argv[1]
+for line in open(sys.argv[2]):
+    d = json.loads(line)
+    if d.get("label") == label:
+        h, m, s = (["0", "0"] + d["time_v_elapsed"].split(":"))[-3:]
+        print(int(h) * 3600 + int(m) * 60 + float(s))
+'
+walls() { "$PY" -c "$WALLS" "$1" "$RES"; }
+best_wall() { walls "$1" | sort -g | head -1; } # LABEL: the smallest
+# Per round, A's wall over B's (the r-th run of each), then the median and how many are <= 1.
+paired() { # A B
+  "$PY" - "$(walls "$1" | tr '\n' ' ')" "$(walls "$2" | tr '\n' ' ')" <<'PY'
+import sys, statistics
+a, b = ([float(x) for x in s.split()] for s in sys.argv[1:3])
+r = [x / y for x, y in zip(a, b)]
+print(" ".join(f"{x:.2f}" for x in r), f"(median {statistics.median(r):.2f}, {sum(x <= 1 for x in r)} of {len(r)} <= 1)")
+PY
 }
 peak() { grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(max(json.loads(l)["tree_peak_rss_mb"] for l in sys.stdin))'; }
 
@@ -36,7 +57,7 @@ for n in $ROWS; do
   [ -s "$lzo" ] || lzop -c "$csv" > "$lzo"
   cat "$csv" "$lzo" > /dev/null   # page cache
   echo "== $n rows: $(stat -c %s "$csv") bytes CSV, $(stat -c %s "$lzo") bytes lzop" >&2
-  for r in 1 2 3; do
+  for r in $(seq "$ROUNDS"); do
     measure "lzop-d-$n" sh -c "lzop -dc '$lzo' > /dev/null"
     measure "lzo-cat-1t-$n" sh -c "'$BIN' lzo cat --single-thread '$lzo' > /dev/null"
     measure "lzo-cat-$n" sh -c "'$BIN' lzo cat '$lzo' > /dev/null"
@@ -70,7 +91,7 @@ for n in $ROWS; do
 done
 
 echo
-echo "best of 3, wall seconds (peak RSS MiB)"
+echo "best of $ROUNDS, wall seconds (peak RSS MiB)"
 for n in $ROWS; do
   lz=$(best_wall lzop-d-$n); c1=$(best_wall lzo-cat-1t-$n); cp=$(best_wall lzo-cat-$n)
   ap=$(best_wall append-$n); dk=$(best_wall duckdb-ingest-$n); pl=$(best_wall polars-ingest-$n)
@@ -81,6 +102,8 @@ for n in $ROWS; do
   printf '%9s rows: refresh silver %.2f (%s MiB) | gold %.2f (%s MiB) | end to end %.2f (%s MiB) | incremental silver (+1 drop) %.2f | duckdb all %.2f (%s MiB) | polars all %.2f (%s MiB)\n' \
     "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
   "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
+  echo "$n rows, per round: end to end / polars all = $(paired e2e-$n polars-all-$n)" | tee -a "$OUT/ratios.txt"
+  echo "$n rows, per round: end to end / duckdb all = $(paired e2e-$n duckdb-all-$n)" | tee -a "$OUT/ratios.txt"
   if grep -q "\"label\": \"spark-all-$n\"" "$RES"; then
     sp=$(best_wall spark-all-$n)
     printf '%9s rows: pyspark local[2] all %.2f (%s MiB)   end to end / pyspark = %.3f\n' "$n" "$sp" "$(peak spark-all-$n)" "$("$PY" -c "import sys; print(float(sys.argv[1])/float(sys.argv[2]))" "$e2e" "$sp")" | tee -a "$OUT/ratios.txt"
