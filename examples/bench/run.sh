@@ -19,7 +19,8 @@ ROWS=${ROWS:-"500000 5000000"}
 ROUNDS=${ROUNDS:-3}
 [ -x "$PY" ] || PEERS_VENV=$VENV bash "$PEERS/setup.sh"
 [ -x "$BIN" ] || { echo "build first: cargo build --profile dist (or set BIN)" >&2; exit 2; }
-RES=$OUT/results.jsonl; : > "$RES"
+# This run's measurements and figures only (figures of earlier runs would read as this one's).
+RES=$OUT/results.jsonl; : > "$RES"; : > "$OUT/ratios.txt"
 
 measure() { # LABEL CMD... -> one JSON line (wall_s, tree_peak_rss_mb, tree_cpu_s, other_cpu_s)
   local label=$1; shift
@@ -35,7 +36,8 @@ for line in open(sys.argv[2]):
     d = json.loads(line)
     if d.get("label") == label:
         h, m, s = (["0", "0"] + d["time_v_elapsed"].split(":"))[-3:]
-        print(int(h) * 3600 + int(m) * 60 + float(s))
+        # A run shorter than the resolution reads 0.00: count it as one tick, not as no time.
+        print(max(int(h) * 3600 + int(m) * 60 + float(s), 0.01))
 '
 walls() { "$PY" -c "$WALLS" "$1" "$RES"; }
 best_wall() { walls "$1" | sort -g | head -1; } # LABEL: the smallest
@@ -48,7 +50,9 @@ r = [x / y for x, y in zip(a, b)]
 print(" ".join(f"{x:.2f}" for x in r), f"(median {statistics.median(r):.2f}, {sum(x <= 1 for x in r)} of {len(r)} <= 1)")
 PY
 }
-peak() { grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(max(json.loads(l)["tree_peak_rss_mb"] for l in sys.stdin))'; }
+# Highest peak RSS of LABEL's runs: the larger of the process tree's, polled every 0.2 s (sums
+# processes alive at once, misses runs shorter than a poll), and time -v's (the largest process).
+peak() { grep "\"label\": \"$1\"" "$RES" | "$PY" -c 'import sys,json; print(max(max(d["tree_peak_rss_mb"], d.get("time_v_maxrss_mb") or 0) for d in map(json.loads, sys.stdin)))'; }
 
 if [ "${ONLY_TRAIN:-0}" != 1 ]; then
 for n in $ROWS; do
