@@ -18,6 +18,19 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// The bronze table drops are appended to unless another is named.
+pub const BRONZE: &str = "bronze.online_retail";
+/// The gold feature table `lake refresh gold` builds and models train on.
+pub const GOLD_FEATURES: &str = "gold.customer_item_features";
+/// The gold table batch scores are written to.
+pub const SCORES: &str = "gold.purchase_scores";
+/// Gold's partition column: the instant a row's features are computed as of.
+pub const CUTOFF_COLUMN: &str = "cutoff";
+/// How a cutoff is written, in the tables and on the command line.
+pub const CUTOFF_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// Days after a cutoff in which a purchase makes the label 1, when a table declares none.
+pub const DEFAULT_LABEL_WINDOW_DAYS: i64 = 90;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 }
@@ -48,7 +61,8 @@ impl FromStr for TableId {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Usage(format!("table name {s:?} is not of the form layer.name"));
+        let bad =
+            || Error::InvalidArgument(format!("table name {s:?} is not of the form layer.name"));
         let (layer, name) = s.split_once('.').ok_or_else(bad)?;
         let ok = |p: &str| {
             !p.is_empty()
@@ -308,6 +322,12 @@ impl TableSpec {
         ))
     }
 
+    /// Days after a cutoff in which a purchase makes the label 1 (the declared
+    /// `label_window_days`, else [`DEFAULT_LABEL_WINDOW_DAYS`]).
+    pub fn label_window(&self) -> i64 {
+        self.label_window_days.unwrap_or(DEFAULT_LABEL_WINDOW_DAYS)
+    }
+
     /// Columns with the given role.
     pub fn columns_with(&self, role: ColumnRole) -> impl Iterator<Item = (usize, &ColumnSpec)> {
         self.columns
@@ -483,9 +503,9 @@ impl Catalog {
 
     /// The declaration of a table.
     pub fn table(&self, id: &TableId) -> Result<&TableSpec> {
-        self.tables
-            .get(id)
-            .ok_or_else(|| Error::Usage(format!("unknown table {id} (see tables/)")))
+        self.tables.get(id).ok_or_else(|| Error::UnknownTable {
+            table: id.to_string(),
+        })
     }
 
     /// All declarations, by id.

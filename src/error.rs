@@ -12,9 +12,36 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A request that makes no sense (bad table name, bad option value).
+    /// An argument that makes no sense (a bad table name, option value, pattern or cutoff): fix
+    /// the command line or the call.
     #[error("{0}")]
-    Usage(String),
+    InvalidArgument(String),
+    /// Something asked for by name does not exist (no drop matches a pattern, no such file).
+    #[error("{what}")]
+    NotFound {
+        /// What was looked for, and where.
+        what: String,
+    },
+    /// A table name this build does not declare (see `tables/`).
+    #[error("unknown table {table} (see tables/)")]
+    UnknownTable {
+        /// The name given.
+        table: String,
+    },
+    /// A table version that does not exist (yet).
+    #[error("{table} has no version {version}: its latest is {latest}")]
+    VersionNotFound {
+        /// The table.
+        table: String,
+        /// The version asked for.
+        version: u64,
+        /// Its latest version.
+        latest: u64,
+    },
+    /// The lake is not in the state the operation needs: another command must run first (the
+    /// message says which).
+    #[error("{0}")]
+    Precondition(String),
     /// The lake location is not a usable URL or path.
     #[error("invalid lake location {location:?}: {reason}")]
     InvalidLake {
@@ -32,12 +59,12 @@ pub enum Error {
         /// What is wrong, and where.
         reason: String,
     },
-    /// An object store could not be configured or reached (the URL names the bucket and key;
-    /// credentials never appear).
-    #[error("{url}: {source}")]
+    /// An object store could not be configured, reached or read (the location names the bucket
+    /// and key; credentials never appear).
+    #[error("{location}: {source}")]
     Store {
         /// The object-store URL involved.
-        url: String,
+        location: String,
         /// The store's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -140,15 +167,6 @@ pub enum Error {
         #[source]
         source: deltalake::arrow::error::ArrowError,
     },
-    /// Reading from the object store failed.
-    #[error("{location}: {source}")]
-    ObjectStore {
-        /// The object.
-        location: String,
-        /// object_store's error.
-        #[source]
-        source: deltalake::ObjectStoreError,
-    },
     /// A query over a table failed.
     #[error("query on {table}: {source}")]
     Query {
@@ -184,6 +202,65 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A table's Delta log holds something that is not a valid commit: a line that is not JSON
+    /// or not an action, or a commit that is missing.
+    #[error("table {table} version {version}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    CorruptLog {
+        /// The table.
+        table: String,
+        /// The commit's version.
+        version: u64,
+        /// 1-based line of the commit file, when one line is at fault.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Rows of a table hold values the operation cannot use (a null feature, a label that is
+    /// not 0 or 1, a column a model needs missing).
+    #[error("{table}: {reason}")]
+    InvalidData {
+        /// The table (and version).
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A model directory or manifest that is not berserkr's, or not for this use.
+    #[error("{path}: {reason}")]
+    InvalidModel {
+        /// The file or directory.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A statement `berserkr query` refuses: it would write (DDL, DML, COPY, SET).
+    #[error("query is read-only: {reason}")]
+    ReadOnly {
+        /// What the statement would do.
+        reason: String,
+    },
+    /// A value could not be serialized (a manifest, a model, a report).
+    #[error("serializing {what}: {source}")]
+    Serialize {
+        /// What was being written.
+        what: String,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A table's commit landed, but its symlink manifests could not be brought up to date:
+    /// engines reading the manifests see an older snapshot until they are.
+    #[error(
+        "table {table}: version {version} is committed, but its symlink manifests could not be written (run `berserkr lake manifest --table {table}`)"
+    )]
+    Manifest {
+        /// The table.
+        table: String,
+        /// The committed version.
+        version: u64,
+        /// Why writing failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -194,6 +271,25 @@ impl Error {
     pub fn delta(table: impl ToString, source: DeltaTableError) -> Self {
         Self::Delta {
             table: table.to_string(),
+            source,
+        }
+    }
+
+    /// Wraps an object-store error with the location it concerns.
+    pub fn store(
+        location: impl ToString,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Store {
+            location: location.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a serialization error with what was being written.
+    pub fn serialize(what: impl ToString, source: serde_json::Error) -> Self {
+        Self::Serialize {
+            what: what.to_string(),
             source,
         }
     }

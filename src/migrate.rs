@@ -14,7 +14,11 @@ use serde_json::json;
 
 use crate::catalog::{Migration, MigrationOp, TableId};
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, MIGRATIONS_APP_ID, migration_level};
+use crate::lake::{Lakehouse, MIGRATIONS_APP_ID, manifest, migration_level, operation};
+
+/// Delta table properties that other Delta engines act on and delta-rs does not know: a migration
+/// may set them (anything else under `delta.` must be a key delta-rs knows, so a typo fails).
+const OTHER_ENGINES_DELTA_KEYS: [&str; 1] = [manifest::MANIFEST_PROPERTY];
 
 /// One migration applied by [`Lakehouse::init`].
 #[derive(Debug, Clone, Serialize)]
@@ -36,14 +40,26 @@ pub struct InitReport {
     pub tables: BTreeMap<String, u64>,
 }
 
+/// Builder for `lake init` (see [`Lakehouse::init`]).
+pub struct InitBuilder {
+    lake: Lakehouse,
+}
+
 impl Lakehouse {
     /// Applies every pending migration, in order, and checks every declared table exists.
-    pub async fn init(&self) -> Result<InitReport> {
+    pub fn init(&self) -> InitBuilder {
+        InitBuilder { lake: self.clone() }
+    }
+}
+
+impl InitBuilder {
+    async fn execute(self) -> Result<InitReport> {
+        let this = &self.lake;
         let mut open: HashMap<TableId, (DeltaTable, i64)> = HashMap::new();
         let mut applied = Vec::new();
-        for m in self.catalog().migrations() {
+        for m in this.catalog().migrations() {
             if !open.contains_key(&m.table) {
-                let table = self.uninitialized_table(&m.table).await?;
+                let table = this.uninitialized_table(&m.table).await?;
                 let level = if table.version().is_some() {
                     migration_level(&table, &m.table).await?
                 } else {
@@ -66,7 +82,7 @@ impl Lakehouse {
             open.insert(m.table.clone(), (table, m.seq));
         }
         let mut tables = BTreeMap::new();
-        for spec in self.catalog().tables() {
+        for spec in this.catalog().tables() {
             let id = spec.id();
             let version = match open.get(&id) {
                 Some((t, _)) => t.version(),
@@ -80,9 +96,18 @@ impl Lakehouse {
             };
             tables.insert(id.to_string(), version);
         }
+        // A table whose migrations just asked for manifests gets them now, not at its next
+        // commit.
+        for (id, (table, _)) in &open {
+            if applied.iter().any(|a| a.table == id.to_string()) {
+                let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+                manifest::write_if_enabled(id, &table.log_store(), state).await?;
+            }
+        }
         Ok(InitReport { applied, tables })
     }
 }
+operation!(InitBuilder => InitReport);
 
 fn commit_properties(m: &Migration) -> CommitProperties {
     CommitProperties::default()
@@ -144,7 +169,9 @@ async fn apply_one(table: DeltaTable, m: &Migration) -> Result<DeltaTable> {
                 .with_properties(properties.clone().into_iter().collect())
                 // Delta's own keys must be ones delta-rs knows (a typo is an error); berserkr's
                 // (`berserkr.autoCompact.minFiles`) and other engines' are kept as they are.
-                .with_raise_if_not_exists(properties.keys().all(|k| k.starts_with("delta.")))
+                .with_raise_if_not_exists(properties.keys().all(|k| {
+                    k.starts_with("delta.") && !OTHER_ENGINES_DELTA_KEYS.contains(&k.as_str())
+                }))
                 .with_commit_properties(props)
                 .await
         }

@@ -54,7 +54,7 @@ impl StorageOptions {
             let k: String = k.into();
             let key = k.to_ascii_lowercase();
             if AmazonS3ConfigKey::from_str(&key).is_err() {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidArgument(format!(
                     "unknown storage option {k:?} (expected an object_store S3 key such as \
                      aws_endpoint, aws_region, aws_access_key_id, aws_allow_http)"
                 )));
@@ -108,14 +108,14 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<(ObjectStoreRef,
                 .to_file_path()
                 .ok()
                 .and_then(|p| Path::from_absolute_path(p).ok())
-                .ok_or_else(|| Error::Usage(format!("{url}: not a local path")))?;
+                .ok_or_else(|| Error::InvalidArgument(format!("{url}: not a local path")))?;
             Ok((store, path))
         }
         "s3" | "s3a" => s3_store(url, &options.to_map()).map_err(|e| Error::Store {
-            url: url.to_string(),
+            location: url.to_string(),
             source: Box::new(e),
         }),
-        other => Err(Error::Usage(format!(
+        other => Err(Error::InvalidArgument(format!(
             "{url}: unsupported scheme {other}://"
         ))),
     }

@@ -84,7 +84,8 @@ async fn all_real_drops_land_once_and_duckdb_reads_them() {
     // Gold at the SPEC's cutoff: rows and positive labels equal the SPEC computed by DuckDB from
     // the raw bronze rows.
     let gold = lake
-        .refresh_gold(berserkr::ops::gold::Cutoffs::Latest)
+        .refresh_gold()
+        .with_cutoffs(berserkr::ops::gold::Cutoffs::Latest)
         .await
         .unwrap();
     let script = repo().join("tests/tools/spec_from_bronze.py");

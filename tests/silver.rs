@@ -271,7 +271,11 @@ async fn silver_equals_the_duckdb_peer_on_generated_data() {
     assert!(v["ours"][0].as_str().unwrap().parse::<u64>().unwrap() > 30_000);
 
     // Gold at the SPEC's cutoff (last timestamp minus 90 days) equals the peer's gold.
-    let gold = lake.refresh_gold(Cutoffs::Latest).await.unwrap();
+    let gold = lake
+        .refresh_gold()
+        .with_cutoffs(Cutoffs::Latest)
+        .await
+        .unwrap();
     assert!(gold.rows > 10_000 && gold.positives > 0, "{gold:?}");
     let out = run_python(&[
         tools.join("compare_gold.py").as_os_str(),
@@ -334,7 +338,11 @@ async fn gold_features_never_see_past_the_cutoff() {
         .unwrap()
         .and_hms_opt(0, 0, 0)
         .unwrap();
-    let g1 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    let g1 = lake
+        .refresh_gold()
+        .with_cutoffs(Cutoffs::At(vec![cutoff]))
+        .await
+        .unwrap();
     assert_eq!(
         g1.rows, 3,
         "pairs bought before the cutoff: (1,A) (1,B) (2,A)"
@@ -364,7 +372,11 @@ async fn gold_features_never_see_past_the_cutoff() {
     )
     .await;
     lake.refresh_silver().await.unwrap();
-    let g2 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    let g2 = lake
+        .refresh_gold()
+        .with_cutoffs(Cutoffs::At(vec![cutoff]))
+        .await
+        .unwrap();
     assert!(g2.version > g1.version);
     let f2 = query(&lake, "gold.customer_item_features", features).await;
     let l2 = query(&lake, "gold.customer_item_features", labels).await;
@@ -375,7 +387,11 @@ async fn gold_features_never_see_past_the_cutoff() {
     assert_ne!(l1, l2, "the label of (1,B) changes");
     assert!(l2.contains("| 1          | B         | 1     |"), "{l2}");
     // Same silver, same cutoff: nothing to do.
-    let g3 = lake.refresh_gold(Cutoffs::At(vec![cutoff])).await.unwrap();
+    let g3 = lake
+        .refresh_gold()
+        .with_cutoffs(Cutoffs::At(vec![cutoff]))
+        .await
+        .unwrap();
     assert_eq!(g3.version, None);
     // A cutoff whose label window is not complete is refused.
     let late = chrono::NaiveDate::from_ymd_opt(2011, 6, 1)
@@ -383,7 +399,8 @@ async fn gold_features_never_see_past_the_cutoff() {
         .and_hms_opt(0, 0, 0)
         .unwrap();
     let err = lake
-        .refresh_gold(Cutoffs::At(vec![late]))
+        .refresh_gold()
+        .with_cutoffs(Cutoffs::At(vec![late]))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("label window"), "{err}");

@@ -171,7 +171,7 @@ async fn append_refresh_history_status(backend: Backend) {
     assert_eq!(bronze.files.small_files, 3);
     assert!(bronze.url.starts_with(&f.url), "{}", bronze.url);
 
-    let history = f.lake.history("bronze.online_retail", None).await.unwrap();
+    let history = f.lake.history("bronze.online_retail").await.unwrap();
     assert_eq!(history.len() as u64, r.version_after + 1);
     assert_eq!(history[0].version, r.version_after);
     assert_eq!(history[0].operation, "WRITE");
@@ -179,7 +179,8 @@ async fn append_refresh_history_status(backend: Backend) {
     assert_eq!(history.last().unwrap().operation, "CREATE TABLE");
     let limited = f
         .lake
-        .history("bronze.online_retail", Some(2))
+        .history("bronze.online_retail")
+        .with_limit(Some(2))
         .await
         .unwrap();
     assert_eq!(limited.len(), 2);
@@ -340,7 +341,7 @@ async fn concurrent_writers_land_every_row_once(backend: Backend) {
     let n = (distinct * ROWS).to_string();
     assert_eq!(first_row(&dupes), [n.as_str(); 3], "{dupes}");
     // One commit per drop (after the migrations), none lost.
-    let history = f.lake.history("bronze.online_retail", None).await.unwrap();
+    let history = f.lake.history("bronze.online_retail").await.unwrap();
     assert_eq!(
         history.iter().filter(|e| e.operation == "WRITE").count(),
         distinct
@@ -433,7 +434,7 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
     // A model trained on bronze at `pinned` (pins are what `berserkr train` writes).
     let pin =
         serde_json::json!({"model_id": "m1", "table": "bronze.online_retail", "version": pinned});
-    let pin_url = format!("{}{}/m1.json", f.url, berserkr::ml::PINS_PREFIX);
+    let pin_url = format!("{}{}/m1.json", f.url, berserkr::lake::pins::PINS_PREFIX);
     match f.backend {
         Backend::Local => {
             let p = url::Url::parse(&pin_url).unwrap().to_file_path().unwrap();
@@ -446,7 +447,7 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
                 .await
         }
     }
-    assert_eq!(berserkr::ml::pins(&f.lake).await.unwrap().len(), 1);
+    assert_eq!(f.lake.pins().await.unwrap().len(), 1);
     // Compaction tombstones the four files.
     f.lake
         .optimize()
@@ -500,7 +501,7 @@ async fn vacuum_refuses_short_retention_and_keeps_pins(backend: Backend) {
         "the pinned snapshot still reads"
     );
     // Without the pin, the four pre-compaction files go, through the CLI.
-    let pin_path = |lake: &str| format!("{lake}{}/m1.json", berserkr::ml::PINS_PREFIX);
+    let pin_path = |lake: &str| format!("{lake}{}/m1.json", berserkr::lake::pins::PINS_PREFIX);
     let (store, path) = berserkr::store::store_for(
         &url::Url::parse(&pin_path(&f.url)).unwrap(),
         f.lake.storage_options(),
@@ -544,7 +545,7 @@ fn first_row(table: &str) -> Vec<&str> {
 async fn query_at(lake: &Lakehouse, v: u64) -> Result<u64, String> {
     use deltalake::datafusion::prelude::SessionContext;
     let t = lake
-        .table_at(&id("bronze.online_retail"), &berserkr::ml::At::Version(v))
+        .table_at(&id("bronze.online_retail"), &berserkr::lake::At::Version(v))
         .await
         .unwrap();
     let ctx = SessionContext::new();
@@ -619,7 +620,8 @@ async fn restore_rolls_back_rows_and_markers(backend: Backend) {
     );
     let history = f
         .lake
-        .history("bronze.online_retail", Some(3))
+        .history("bronze.online_retail")
+        .with_limit(Some(3))
         .await
         .unwrap();
     assert_eq!(history[1].operation, "RESTORE");
@@ -811,7 +813,8 @@ async fn auto_compaction_after_appends(backend: Backend) {
     assert_eq!(f.count("bronze.online_retail").await, 40);
     let history = f
         .lake
-        .history("bronze.online_retail", Some(2))
+        .history("bronze.online_retail")
+        .with_limit(Some(2))
         .await
         .unwrap();
     assert_eq!(history[1].operation, "OPTIMIZE");

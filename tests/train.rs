@@ -5,7 +5,8 @@ mod common;
 use std::path::Path;
 
 use berserkr::Lakehouse;
-use berserkr::ml::{At, ModelKind, Params, Split};
+use berserkr::lake::At;
+use berserkr::ml::{ModelKind, Params, Split};
 use berserkr::ops::gold::Cutoffs;
 use common::{berserkr, lake, query, repo, run_python, version, write_drop};
 
@@ -27,7 +28,10 @@ async fn gold_lake(dir: &Path) -> Lakehouse {
     let lake = lake(dir).await;
     lake.append([drops.to_str().unwrap()]).await.unwrap();
     lake.refresh_silver().await.unwrap();
-    lake.refresh_gold(Cutoffs::Monthly).await.unwrap();
+    lake.refresh_gold()
+        .with_cutoffs(Cutoffs::Monthly)
+        .await
+        .unwrap();
     lake
 }
 
@@ -93,7 +97,10 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     let model1 = std::fs::read(dir.path().join("m1/model.json")).unwrap();
 
     // Move the table on: another cutoff (a new version), then train on the old version again.
-    lake.refresh_gold(Cutoffs::Latest).await.unwrap();
+    lake.refresh_gold()
+        .with_cutoffs(Cutoffs::Latest)
+        .await
+        .unwrap();
     assert!(version(&lake, "gold.customer_item_features").await > v);
     let again = lake
         .train()
@@ -175,7 +182,7 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     );
 
     // The snapshot is pinned in the lake for table care.
-    let pins = berserkr::ml::pins(&lake).await.unwrap();
+    let pins = lake.pins().await.unwrap();
     assert!(
         pins.iter()
             .any(|p| p.model_id == m.model_id && p.version == v)

@@ -4,10 +4,12 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use berserkr::Lakehouse;
+use berserkr::catalog::BRONZE;
 use berserkr::ingest::DropFormat;
-use berserkr::ops::append::{AppendProgress, DEFAULT_BRONZE, DropStatus};
+use berserkr::ops::append::{AppendProgress, AppendReport, DropStatus};
+use berserkr::ops::engines::Engine;
 use berserkr::ops::gold::Cutoffs;
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK};
@@ -38,26 +40,7 @@ pub enum LakeCommand {
         json: bool,
     },
     /// Land lzop drops (files, folders, glob patterns) in bronze, each exactly once.
-    Append {
-        /// Drops: .lzo files, folders of them, or glob patterns.
-        #[arg(required = true)]
-        paths: Vec<String>,
-        /// Bronze table to append to.
-        #[arg(long, default_value = DEFAULT_BRONZE)]
-        table: String,
-        /// Let the sound drops land when others fail (exit status is still 1).
-        #[arg(long)]
-        keep_going: bool,
-        /// Text format of the drops (default: from the name, else from the content).
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
-        /// Parquet writers per drop (default: one per core for drops over 16 MiB, else one).
-        #[arg(long)]
-        writers: Option<usize>,
-        /// Print a machine-readable JSON summary.
-        #[arg(long)]
-        json: bool,
-    },
+    Append(AppendArgs),
     /// Compact small files (or Z-order them); rows and versions are unchanged.
     Optimize {
         /// Only this table (default: every table).
@@ -97,7 +80,7 @@ pub enum LakeCommand {
     /// The commits of a table, newest first.
     History {
         /// The table.
-        #[arg(long, default_value = DEFAULT_BRONZE)]
+        #[arg(long, default_value = BRONZE)]
         table: String,
         /// At most this many commits.
         #[arg(long)]
@@ -118,6 +101,49 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check that every engine berserkr promises (Spark, Trino, Databricks, DuckDB, polars, and
+    /// readers of the symlink manifests) can read every table: protocol, types, checkpoint,
+    /// partition values, manifests. Exit 1 when one cannot.
+    Check {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the symlink manifests (`_symlink_format_manifest/`) that Presto, Trino's Hive
+    /// connector, Athena, Redshift Spectrum and BigQuery read: of one table, or of every table
+    /// that keeps them current (delta.compatibility.symlinkFormatManifest.enabled).
+    Manifest {
+        /// Only this table (written even when its property is off).
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the statements that make the lake's tables queryable in another engine.
+    Register {
+        /// The engine.
+        #[arg(long, value_enum)]
+        engine: EngineArg,
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// A view of this version of --table (Spark, Trino and DuckDB time travel).
+        #[arg(long, requires = "table")]
+        version: Option<u64>,
+        /// The lake's root as the engine reaches it, e.g. s3a://bucket/lake [default: --lake].
+        #[arg(long)]
+        lake_url: Option<String>,
+        /// Trino catalog of the Delta Lake connector.
+        #[arg(long, default_value = "delta")]
+        catalog: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Version, files, rows, bytes, last checkpoint and small files of every table (or of one
     /// table at an earlier version).
     Status {
@@ -131,6 +157,42 @@ pub enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Drops: .lzo files, folders of them, or glob patterns.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Bronze table to append to.
+    #[arg(long, default_value = BRONZE)]
+    table: String,
+    /// Let the sound drops land when others fail (exit status is still 1).
+    #[arg(long)]
+    keep_going: bool,
+    /// Text format of the drops (default: from the name, else from the content).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Parquet writers per drop (default: one per core for drops over 16 MiB, else one).
+    #[arg(long)]
+    writers: Option<usize>,
+    /// Print a machine-readable JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    /// Spark SQL with delta-spark.
+    Spark,
+    /// Trino's Delta Lake connector.
+    Trino,
+    /// Hive, over the symlink manifests.
+    Hive,
+    /// Athena, over the symlink manifests.
+    Athena,
+    /// DuckDB's delta extension.
+    Duckdb,
 }
 
 /// Sizes such as `134217728`, `128MiB`, `128MB`, `1GiB`, `512k`.
@@ -188,7 +250,7 @@ pub enum CutoffsArg {
 }
 
 fn parse_cutoff(s: &str) -> anyhow::Result<chrono::NaiveDateTime> {
-    chrono::NaiveDateTime::parse_from_str(s, berserkr::ops::gold::CUTOFF_FORMAT)
+    chrono::NaiveDateTime::parse_from_str(s, berserkr::catalog::CUTOFF_FORMAT)
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
@@ -231,359 +293,521 @@ fn print_silver(report: &berserkr::ops::refresh::RefreshReport) {
     }
 }
 
+/// Runs one `lake` subcommand.
 pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
     match cmd {
-        LakeCommand::Init { json } => {
-            let report = lake.init().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                if report.applied.is_empty() {
-                    println!("lake {} is up to date", lake.root());
-                }
-                for m in &report.applied {
-                    println!("applied {} to {} (version {})", m.name, m.table, m.version);
-                }
-                for (t, v) in &report.tables {
-                    println!("{t:<32} version {v}");
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        LakeCommand::Init { json } => init(lake, json).await,
         LakeCommand::Refresh {
             layer,
             cutoff,
             cutoffs,
             json,
-        } => {
-            let gold_cutoffs = match (cutoffs, cutoff.is_empty()) {
-                (Some(CutoffsArg::Monthly), _) => Cutoffs::Monthly,
-                (None, true) => Cutoffs::Latest,
-                (None, false) => Cutoffs::At(
-                    cutoff
-                        .iter()
-                        .map(|c| parse_cutoff(c))
-                        .collect::<anyhow::Result<_>>()?,
-                ),
-            };
-            let silver = matches!(layer, LayerArg::Silver | LayerArg::All);
-            let gold = matches!(layer, LayerArg::Gold | LayerArg::All);
-            let mut out = serde_json::Map::new();
-            if silver {
-                let report = match lake.refresh_silver().await {
-                    Ok(r) => r,
-                    Err(e @ berserkr::Error::ExpectationFailed { .. }) => {
-                        eprintln!("berserkr: {e}");
-                        return Ok(EXIT_BAD_INPUT);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if json {
-                    out.insert("silver".into(), serde_json::to_value(&report)?);
-                } else {
-                    print_silver(&report);
-                }
-            }
-            if gold {
-                let report = lake.refresh_gold(gold_cutoffs).await?;
-                if json {
-                    out.insert("gold".into(), serde_json::to_value(&report)?);
-                } else {
-                    match report.version {
-                        Some(v) => println!(
-                            "{:<32} {} rows ({} labelled 1) for cutoffs {} from {} version {} (version {v})",
-                            report.table,
-                            report.rows,
-                            report.positives,
-                            report.cutoffs.join(", "),
-                            report.source,
-                            report.source_version
-                        ),
-                        None => println!(
-                            "{:<32} up to date with {} version {} for cutoffs {}",
-                            report.table,
-                            report.source,
-                            report.source_version,
-                            report.cutoffs.join(", ")
-                        ),
-                    }
-                }
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            }
-            Ok(EXIT_OK)
-        }
-        LakeCommand::Append {
-            paths,
-            table,
-            keep_going,
-            format,
-            writers,
-            json,
-        } => {
-            let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-                let b = ProgressBar::new(0);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-                    )
-                    .expect("valid template"),
-                );
-                b
-            });
-            let bar_cb = Mutex::new(bar.clone());
-            let report = lake
-                .append(paths)
-                .with_table(table)
-                .with_keep_going(keep_going)
-                .with_writers(writers)
-                .with_format(format.map(|f| match f {
-                    FormatArg::Csv => DropFormat::Csv,
-                    FormatArg::Json => DropFormat::JsonLines,
-                }))
-                .with_progress(move |p| {
-                    let guard = bar_cb.lock().expect("progress lock");
-                    let Some(b) = guard.as_ref() else { return };
-                    match p {
-                        AppendProgress::Planned { bytes, .. } => b.set_length(*bytes),
-                        AppendProgress::Started { file } => {
-                            b.set_message(file.rsplit('/').next().unwrap_or(file).to_string())
-                        }
-                        AppendProgress::Finished { report } => b.inc(report.bytes),
-                    }
-                })
-                .await?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for d in &report.drops {
-                    match d.status {
-                        DropStatus::Failed => eprintln!(
-                            "berserkr: failed: {}",
-                            d.error.as_deref().unwrap_or("unknown error")
-                        ),
-                        DropStatus::NotAttempted => {
-                            eprintln!("berserkr: not attempted: {}", d.file)
-                        }
-                        _ => {}
-                    }
-                }
-                println!(
-                    "{}: {} drops added ({} rows, {} rejected lines), {} already ingested, {} failed; version {} -> {}",
-                    report.table,
-                    report.added,
-                    report.rows,
-                    report.rejects,
-                    report.skipped,
-                    report.failed,
-                    report.version_before,
-                    report.version_after
-                );
-            }
-            let failed: Vec<_> = report
-                .drops
-                .iter()
-                .filter(|d| matches!(d.status, DropStatus::Failed))
-                .collect();
-            if !json {
-                for c in &report.compacted {
-                    println!(
-                        "auto-compacted {}: {} files ({}) -> {} files ({}), version {}",
-                        c.table,
-                        c.before.files,
-                        human(c.before.bytes),
-                        c.after.files,
-                        human(c.after.bytes),
-                        c.version.map_or("unchanged".into(), |v| v.to_string())
-                    );
-                }
-                if let Some(e) = &report.compact_error {
-                    eprintln!("berserkr: warning: auto-compaction failed (the appends stand): {e}");
-                }
-            }
-            Ok(if failed.is_empty() {
-                EXIT_OK
-            } else if failed.iter().all(|d| d.bad_input) {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_ERROR
-            })
-        }
+        } => refresh(lake, layer, &cutoff, cutoffs, json).await,
+        LakeCommand::Append(args) => append(lake, args).await,
         LakeCommand::Optimize {
             table,
             zorder,
             target_size,
             memory,
             json,
-        } => {
-            let report = lake
-                .optimize()
-                .with_table(table)
-                .with_zorder(zorder)
-                .with_target_size(target_size)
-                .with_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for t in &report.tables {
-                    println!(
-                        "{:<32} {} files ({}, {} rows) -> {} files ({}, {} rows): {} rewritten into {}{} in {:.2} s",
-                        t.table,
-                        t.before.files,
-                        human(t.before.bytes),
-                        rows(t.before.rows),
-                        t.after.files,
-                        human(t.after.bytes),
-                        rows(t.after.rows),
-                        t.files_removed,
-                        t.files_added,
-                        t.version
-                            .map_or(", nothing to do".to_string(), |v| format!(" (version {v})")),
-                        t.seconds
-                    );
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        } => optimize(lake, table, zorder, target_size, memory, json).await,
         LakeCommand::Vacuum {
             table,
             retain,
             dry_run,
             force,
             json,
-        } => {
-            // A refused retention is an error like any other (exit 2, the reason printed).
-            let report = lake
-                .vacuum()
-                .with_table(table)
-                .with_retain_hours(retain)
-                .with_dry_run(dry_run)
-                .with_force(force)
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                let verb = if report.dry_run {
-                    "would delete"
-                } else {
-                    "deleted"
-                };
-                for t in &report.tables {
-                    println!("{:<32} {verb} {} files", t.table, t.files.len());
-                    if report.dry_run {
-                        for f in &t.files {
-                            println!("  {f}");
-                        }
-                    }
-                    if !t.pinned_versions.is_empty() {
-                        println!(
-                            "{:<32} kept versions pinned by models: {:?}",
-                            "", t.pinned_versions
-                        );
-                    }
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        LakeCommand::History { table, limit, json } => {
-            let entries = lake.history(&table, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else {
-                println!(
-                    "{:>7}  {:<23}  {:<18}  details",
-                    "version", "time (UTC)", "operation"
-                );
-                for e in &entries {
-                    let time = e
-                        .timestamp
-                        .and_then(chrono::DateTime::from_timestamp_millis)
-                        .map_or("?".to_string(), |t| {
-                            t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
-                        });
-                    let details = if e.berserkr.is_empty() {
-                        e.parameters.to_string()
-                    } else {
-                        serde_json::to_string(&e.berserkr)?
-                    };
-                    let details: String = details.chars().take(160).collect();
-                    println!(
-                        "{:>7}  {time:<23}  {:<18}  {details}",
-                        e.version, e.operation
-                    );
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        } => vacuum(lake, table, retain, dry_run, force, json).await,
+        LakeCommand::History { table, limit, json } => history(lake, table, limit, json).await,
         LakeCommand::Restore {
             table,
             version,
             json,
-        } => {
-            let r = lake.restore(&table, version).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "{}: restored version {} as version {} ({} files removed, {} restored)",
-                    r.table, r.restored_version, r.version, r.files_removed, r.files_restored
-                );
-                if !r.transactions.is_empty() {
-                    println!(
-                        "{}: {} application transactions set back (drops or source versions to read again)",
-                        r.table,
-                        r.transactions.len()
-                    );
-                }
-                for d in &r.downstream {
-                    println!("note: {d} is built from {} and was not changed", r.table);
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        } => restore(lake, table, version, json).await,
+        LakeCommand::Check { table, json } => check(lake, table, json).await,
+        LakeCommand::Manifest { table, json } => manifest(lake, table, json).await,
+        LakeCommand::Register {
+            engine,
+            table,
+            version,
+            lake_url,
+            catalog,
+            json,
+        } => register(lake, engine, table, version, lake_url, catalog, json).await,
         LakeCommand::Status {
             table,
             version,
             json,
-        } => {
-            let status = match (&table, version) {
-                (Some(t), Some(v)) => vec![lake.status_at(t, v).await?],
-                (Some(t), None) => {
-                    let all = lake.status().await?;
-                    let one: Vec<_> = all.into_iter().filter(|s| &s.table == t).collect();
-                    anyhow::ensure!(!one.is_empty(), "unknown table {t} (see tables/)");
-                    one
-                }
-                _ => lake.status().await?,
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                println!(
-                    "{:<34}{:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
-                    "table", "version", "files", "rows", "bytes", "small", "checkpoint"
-                );
-                for t in &status {
-                    match t.version {
-                        None => println!("{:<34}{:>8}", t.table, "-"),
-                        Some(v) => println!(
-                            "{:<34}{v:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
-                            t.table,
-                            t.files.files,
-                            rows(t.files.rows),
-                            human(t.files.bytes),
-                            t.files.small_files,
-                            t.last_checkpoint.map_or("-".to_string(), |c| c.to_string())
-                        ),
-                    }
-                }
+        } => status(lake, table, version, json).await,
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn init(lake: Lakehouse, json: bool) -> anyhow::Result<u8> {
+    let report = lake.init().await?;
+    if json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    if report.applied.is_empty() {
+        println!("lake {} is up to date", lake.root());
+    }
+    for m in &report.applied {
+        println!("applied {} to {} (version {})", m.name, m.table, m.version);
+    }
+    for (t, v) in &report.tables {
+        println!("{t:<32} version {v}");
+    }
+    Ok(EXIT_OK)
+}
+
+async fn refresh(
+    lake: Lakehouse,
+    layer: LayerArg,
+    cutoff: &[String],
+    cutoffs: Option<CutoffsArg>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let gold_cutoffs = match (cutoffs, cutoff.is_empty()) {
+        (Some(CutoffsArg::Monthly), _) => Cutoffs::Monthly,
+        (None, true) => Cutoffs::Latest,
+        (None, false) => Cutoffs::At(
+            cutoff
+                .iter()
+                .map(|c| parse_cutoff(c))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+    };
+    let mut out = serde_json::Map::new();
+    if matches!(layer, LayerArg::Silver | LayerArg::All) {
+        let report = match lake.refresh_silver().await {
+            Ok(r) => r,
+            Err(e @ berserkr::Error::ExpectationFailed { .. }) => {
+                eprintln!("berserkr: {e}");
+                return Ok(EXIT_BAD_INPUT);
             }
-            Ok(EXIT_OK)
+            Err(e) => return Err(e.into()),
+        };
+        if json {
+            out.insert("silver".into(), serde_json::to_value(&report)?);
+        } else {
+            print_silver(&report);
         }
     }
+    if matches!(layer, LayerArg::Gold | LayerArg::All) {
+        let report = lake.refresh_gold().with_cutoffs(gold_cutoffs).await?;
+        if json {
+            out.insert("gold".into(), serde_json::to_value(&report)?);
+        } else {
+            print_gold(&report);
+        }
+    }
+    if json {
+        print_json(&out)?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_gold(report: &berserkr::ops::gold::GoldReport) {
+    match report.version {
+        Some(v) => println!(
+            "{:<32} {} rows ({} labelled 1) for cutoffs {} from {} version {} (version {v})",
+            report.table,
+            report.rows,
+            report.positives,
+            report.cutoffs.join(", "),
+            report.source,
+            report.source_version
+        ),
+        None => println!(
+            "{:<32} up to date with {} version {} for cutoffs {}",
+            report.table,
+            report.source,
+            report.source_version,
+            report.cutoffs.join(", ")
+        ),
+    }
+}
+
+async fn append(lake: Lakehouse, args: AppendArgs) -> anyhow::Result<u8> {
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+            )
+            .expect("valid template"),
+        );
+        b
+    });
+    let bar_cb = Mutex::new(bar.clone());
+    let report = lake
+        .append(args.paths)
+        .with_table(args.table)
+        .with_keep_going(args.keep_going)
+        .with_writers(args.writers)
+        .with_format(args.format.map(|f| match f {
+            FormatArg::Csv => DropFormat::Csv,
+            FormatArg::Json => DropFormat::JsonLines,
+        }))
+        .with_progress(move |p| {
+            let guard = bar_cb.lock().expect("progress lock");
+            let Some(b) = guard.as_ref() else { return };
+            match p {
+                AppendProgress::Planned { bytes, .. } => b.set_length(*bytes),
+                AppendProgress::Started { file } => {
+                    b.set_message(file.rsplit('/').next().unwrap_or(file).to_string())
+                }
+                AppendProgress::Finished { report } => b.inc(report.bytes),
+            }
+        })
+        .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print_append(&report);
+    }
+    let failed: Vec<_> = report
+        .drops
+        .iter()
+        .filter(|d| matches!(d.status, DropStatus::Failed))
+        .collect();
+    Ok(if failed.is_empty() {
+        EXIT_OK
+    } else if failed.iter().all(|d| d.bad_input) {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_ERROR
+    })
+}
+
+fn print_append(report: &AppendReport) {
+    for d in &report.drops {
+        match d.status {
+            DropStatus::Failed => eprintln!(
+                "berserkr: failed: {}",
+                d.error.as_deref().unwrap_or("unknown error")
+            ),
+            DropStatus::NotAttempted => eprintln!("berserkr: not attempted: {}", d.file),
+            _ => {}
+        }
+    }
+    println!(
+        "{}: {} drops added ({} rows, {} rejected lines), {} already ingested, {} failed; version {} -> {}",
+        report.table,
+        report.added,
+        report.rows,
+        report.rejects,
+        report.skipped,
+        report.failed,
+        report.version_before,
+        report.version_after
+    );
+    for c in &report.compacted {
+        println!(
+            "auto-compacted {}: {} files ({}) -> {} files ({}), version {}",
+            c.table,
+            c.before.files,
+            human(c.before.bytes),
+            c.after.files,
+            human(c.after.bytes),
+            c.version.map_or("unchanged".into(), |v| v.to_string())
+        );
+    }
+    if let Some(e) = &report.compact_error {
+        eprintln!("berserkr: warning: auto-compaction failed (the appends stand): {e}");
+    }
+}
+
+async fn optimize(
+    lake: Lakehouse,
+    table: Option<String>,
+    zorder: Vec<String>,
+    target_size: Option<u64>,
+    memory: u64,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let report = lake
+        .optimize()
+        .with_table(table)
+        .with_zorder(zorder)
+        .with_target_size(target_size)
+        .with_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
+        .await?;
+    if json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    for t in &report.tables {
+        println!(
+            "{:<32} {} files ({}, {} rows) -> {} files ({}, {} rows): {} rewritten into {}{} in {:.2} s",
+            t.table,
+            t.before.files,
+            human(t.before.bytes),
+            rows(t.before.rows),
+            t.after.files,
+            human(t.after.bytes),
+            rows(t.after.rows),
+            t.files_removed,
+            t.files_added,
+            t.version
+                .map_or(", nothing to do".to_string(), |v| format!(" (version {v})")),
+            t.seconds
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn vacuum(
+    lake: Lakehouse,
+    table: Option<String>,
+    retain: u64,
+    dry_run: bool,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    // A refused retention is an error like any other (exit 2, the reason printed).
+    let report = lake
+        .vacuum()
+        .with_table(table)
+        .with_retain_hours(retain)
+        .with_dry_run(dry_run)
+        .with_force(force)
+        .await?;
+    if json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for t in &report.tables {
+        println!("{:<32} {verb} {} files", t.table, t.files.len());
+        if report.dry_run {
+            for f in &t.files {
+                println!("  {f}");
+            }
+        }
+        if !t.pinned_versions.is_empty() {
+            println!(
+                "{:<32} kept versions pinned by models: {:?}",
+                "", t.pinned_versions
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn history(
+    lake: Lakehouse,
+    table: String,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let entries = lake.history(table).with_limit(limit).await?;
+    if json {
+        print_json(&entries)?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:>7}  {:<23}  {:<18}  details",
+        "version", "time (UTC)", "operation"
+    );
+    for e in &entries {
+        let time = e
+            .timestamp
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or("?".to_string(), |t| {
+                t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+            });
+        let details = if e.berserkr.is_empty() {
+            e.parameters.to_string()
+        } else {
+            serde_json::to_string(&e.berserkr)?
+        };
+        let details: String = details.chars().take(160).collect();
+        println!(
+            "{:>7}  {time:<23}  {:<18}  {details}",
+            e.version, e.operation
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn restore(lake: Lakehouse, table: String, version: u64, json: bool) -> anyhow::Result<u8> {
+    let r = lake.restore(table, version).await?;
+    if json {
+        print_json(&r)?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{}: restored version {} as version {} ({} files removed, {} restored)",
+        r.table, r.restored_version, r.version, r.files_removed, r.files_restored
+    );
+    if !r.transactions.is_empty() {
+        println!(
+            "{}: {} application transactions set back (drops or source versions to read again)",
+            r.table,
+            r.transactions.len()
+        );
+    }
+    for d in &r.downstream {
+        println!("note: {d} is built from {} and was not changed", r.table);
+    }
+    Ok(EXIT_OK)
+}
+
+async fn check(lake: Lakehouse, table: Option<String>, json: bool) -> anyhow::Result<u8> {
+    let report = lake.check().with_table(table).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        for t in &report.tables {
+            let mut features = t.reader_features.clone();
+            features.extend(
+                t.writer_features
+                    .iter()
+                    .filter(|f| !t.reader_features.contains(f))
+                    .cloned(),
+            );
+            let features = if features.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", features.join(", "))
+            };
+            let checkpoint = t
+                .checkpoint
+                .map_or("no checkpoint".to_string(), |c| format!("checkpoint {c}"));
+            let verdict = if t.problems.is_empty() { "ok" } else { "FAILS" };
+            println!(
+                "{:<34} {verdict:<6} version {}, protocol {}/{}{features}, {checkpoint}{}",
+                t.table,
+                t.version,
+                t.min_reader_version,
+                t.min_writer_version,
+                if t.manifests { ", manifests" } else { "" }
+            );
+            for p in &t.problems {
+                println!("  {}: {}", p.feature, p.reason);
+            }
+        }
+    }
+    if report.ok() {
+        Ok(EXIT_OK)
+    } else {
+        if !json {
+            eprintln!(
+                "berserkr: some tables are outside what every promised engine reads (see above)"
+            );
+        }
+        Ok(EXIT_BAD_INPUT)
+    }
+}
+
+async fn manifest(lake: Lakehouse, table: Option<String>, json: bool) -> anyhow::Result<u8> {
+    let report = lake.manifest().with_table(table).await?;
+    if json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    if report.tables.is_empty() {
+        println!("no table keeps symlink manifests (name one with --table)");
+    }
+    for t in &report.tables {
+        println!(
+            "{:<32} version {}: {} manifests listing {} files{}",
+            t.table,
+            t.version,
+            t.manifests,
+            t.files,
+            if t.removed > 0 {
+                format!(", {} of emptied partitions deleted", t.removed)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn register(
+    lake: Lakehouse,
+    engine: EngineArg,
+    table: Option<String>,
+    version: Option<u64>,
+    lake_url: Option<String>,
+    catalog: String,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let engine = match engine {
+        EngineArg::Spark => Engine::Spark,
+        EngineArg::Trino => Engine::Trino,
+        EngineArg::Hive => Engine::Hive,
+        EngineArg::Athena => Engine::Athena,
+        EngineArg::Duckdb => Engine::Duckdb,
+    };
+    let registrations = lake
+        .register(engine)
+        .with_table(table)
+        .with_version(version)
+        .with_lake_url(lake_url)
+        .with_catalog(catalog)
+        .await?;
+    if json {
+        print_json(&registrations)?;
+        return Ok(EXIT_OK);
+    }
+    for r in &registrations {
+        println!("-- {} ({})", r.table, r.location);
+        for s in &r.statements {
+            println!("{s}");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn status(
+    lake: Lakehouse,
+    table: Option<String>,
+    version: Option<u64>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let status = lake
+        .status()
+        .with_table(table)
+        .with_version(version)
+        .await?;
+    if json {
+        print_json(&status)?;
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<34}{:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
+        "table", "version", "files", "rows", "bytes", "small", "checkpoint"
+    );
+    for t in &status {
+        match t.version {
+            None => println!("{:<34}{:>8}", t.table, "-"),
+            Some(v) => println!(
+                "{:<34}{v:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
+                t.table,
+                t.files.files,
+                rows(t.files.rows),
+                human(t.files.bytes),
+                t.files.small_files,
+                t.last_checkpoint.map_or("-".to_string(), |c| c.to_string())
+            ),
+        }
+    }
+    Ok(EXIT_OK)
 }

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use berserkr::Lakehouse;
+use berserkr::lake::At;
 use berserkr::ml::metrics::Metrics;
-use berserkr::ml::{At, ModelKind, Params, read_manifest, read_model};
+use berserkr::ml::{ModelKind, Params, read_manifest, read_model};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{EXIT_BAD_INPUT, EXIT_OK};
@@ -12,7 +13,7 @@ use super::{EXIT_BAD_INPUT, EXIT_OK};
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Feature table to train on.
-    #[arg(long, default_value = berserkr::ops::gold::GOLD_FEATURES)]
+    #[arg(long, default_value = berserkr::catalog::GOLD_FEATURES)]
     table: String,
     /// Table version to read (default: latest).
     #[arg(long, conflicts_with = "as_of")]
@@ -101,7 +102,7 @@ pub enum ExportFormat {
     Pmml,
 }
 
-fn parse_as_of(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+pub(super) fn parse_as_of(s: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
@@ -178,7 +179,7 @@ fn print_manifest(m: &berserkr::ml::Manifest, dir: &std::path::Path, load: f64) 
 
 pub async fn train(lake: Lakehouse, args: TrainArgs) -> anyhow::Result<u8> {
     if let Some(manifest) = &args.reproduce {
-        let r = lake.reproduce(manifest, &args.out).await?;
+        let r = lake.reproduce(manifest).with_out(&args.out).await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&r.report.manifest)?);
         } else {

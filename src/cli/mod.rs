@@ -3,6 +3,7 @@
 mod lake;
 mod lzo;
 mod ml;
+mod query;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Export a trained model.
     #[command(subcommand)]
     Model(ml::ModelCommand),
+    /// Run read-only SQL over the lake's tables (`SELECT ... FROM gold.customer_item_features`).
+    Query(query::QueryArgs),
 }
 
 /// Runs the parsed command line and returns the exit status.
@@ -66,6 +69,9 @@ pub fn run(cli: Cli) -> ExitCode {
             lake().and_then(|l| runtime().and_then(|rt| rt.block_on(ml::score(l, args))))
         }
         Command::Model(cmd) => runtime().and_then(|rt| rt.block_on(ml::model(cmd))),
+        Command::Query(args) => {
+            lake().and_then(|l| runtime().and_then(|rt| rt.block_on(query::run(l, args))))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -136,12 +136,14 @@ fn resolve_local(s: &str) -> Result<Vec<DropSource>> {
     let p = FsPath::new(s);
     let mut paths: Vec<PathBuf> = if s.contains(['*', '?', '[']) {
         let matched: Vec<PathBuf> = glob::glob(s)
-            .map_err(|e| Error::Usage(format!("{s}: bad pattern: {e}")))?
+            .map_err(|e| Error::InvalidArgument(format!("{s}: bad pattern: {e}")))?
             .filter_map(|r| r.ok())
             .filter(|p| p.is_file())
             .collect();
         if matched.is_empty() {
-            return Err(Error::Usage(format!("no drops match {s}")));
+            return Err(Error::NotFound {
+                what: format!("no drops match {s}"),
+            });
         }
         matched
     } else if p.is_dir() {
@@ -151,7 +153,9 @@ fn resolve_local(s: &str) -> Result<Vec<DropSource>> {
             .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "lzo"))
             .collect();
         if found.is_empty() {
-            return Err(Error::Usage(format!("no .lzo drops in {s}")));
+            return Err(Error::NotFound {
+                what: format!("no .lzo drops in {s}"),
+            });
         }
         found
     } else {
@@ -179,7 +183,7 @@ fn resolve_local(s: &str) -> Result<Vec<DropSource>> {
 }
 
 async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSource>> {
-    let url = Url::parse(s).map_err(|e| Error::Usage(format!("{s}: {e}")))?;
+    let url = Url::parse(s).map_err(|e| Error::InvalidArgument(format!("{s}: {e}")))?;
     let bucket_url = {
         let mut u = url.clone();
         u.set_path("/");
@@ -187,7 +191,7 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
     };
     let (store, _) = store_for(&url, options)?;
     let store_err = |e: deltalake::logstore::object_store::Error| Error::Store {
-        url: s.to_string(),
+        location: s.to_string(),
         source: Box::new(e),
     };
     // The key, percent-decoded (a pattern's `[`, `*` come back as typed).
@@ -219,8 +223,8 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
     };
     let mut out = Vec::new();
     if key.contains(['*', '?', '[']) {
-        let pattern =
-            glob::Pattern::new(&key).map_err(|e| Error::Usage(format!("{s}: bad pattern: {e}")))?;
+        let pattern = glob::Pattern::new(&key)
+            .map_err(|e| Error::InvalidArgument(format!("{s}: bad pattern: {e}")))?;
         let literal: Vec<&str> = key
             .split('/')
             .take_while(|c| !c.contains(['*', '?', '[']))
@@ -236,7 +240,9 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
             }
         }
         if out.is_empty() {
-            return Err(Error::Usage(format!("no drops match {s}")));
+            return Err(Error::NotFound {
+                what: format!("no drops match {s}"),
+            });
         }
     } else if key.is_empty() || key.ends_with('/') {
         let prefix = (!key.is_empty()).then(|| Path::from(key.trim_end_matches('/')));
@@ -246,7 +252,9 @@ async fn resolve_remote(s: &str, options: &StorageOptions) -> Result<Vec<DropSou
             }
         }
         if out.is_empty() {
-            return Err(Error::Usage(format!("no .lzo drops under {s}")));
+            return Err(Error::NotFound {
+                what: format!("no .lzo drops under {s}"),
+            });
         }
     } else {
         let path = Path::from(key.as_str());

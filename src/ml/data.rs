@@ -6,7 +6,6 @@
 //! the file layout. Each Arrow column is cast to `f64` and appended to its feature vector: no
 //! row-by-row copies.
 
-use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::cast;
@@ -14,10 +13,10 @@ use deltalake::arrow::datatypes::DataType;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::TableId;
+use crate::catalog::{CUTOFF_COLUMN, TableId};
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, partition_values};
-use crate::ops::refresh::{collect_sql, df, session};
+use crate::lake::{Lakehouse, log, partition_values};
+use crate::session::{collect_sql, df, session};
 
 /// The features every model uses: the numeric columns of `gold.customer_item_features`
 /// (the same 13 as `../shared/peers/train.py`).
@@ -36,17 +35,6 @@ pub const FEATURES: [&str; 13] = [
     "item_n_customers",
     "item_total_qty",
 ];
-
-/// Which snapshot of a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum At {
-    /// The latest version.
-    Latest,
-    /// This version.
-    Version(u64),
-    /// The last version committed at or before this instant.
-    Time(DateTime<Utc>),
-}
 
 /// Identity of one table snapshot: enough to find it again and to prove it is the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,27 +114,19 @@ pub async fn snapshot_id(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> 
 
 /// `commitInfo.timestamp` of a version (the file's modification time when it has none).
 async fn commit_timestamp(table: &DeltaTable, id: &TableId, version: u64) -> Result<i64> {
-    let entry = table
-        .log_store()
-        .read_commit_entry(version)
-        .await
-        .map_err(|e| Error::delta(id, e))?;
-    let from_info = entry.and_then(|bytes| {
-        bytes
-            .split(|&b| b == b'\n')
-            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
-            .find_map(|a| a.get("commitInfo")?.get("timestamp")?.as_i64())
-    });
+    let commit = log::read_commit(&table.log_store(), id, version).await?;
+    let from_info = commit.as_ref().and_then(|c| c.info()?.timestamp);
     match from_info {
         Some(ts) => Ok(ts),
         None => table
             .snapshot()
             .ok()
             .and_then(|s| s.version_timestamp(version))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "{id} version {version}: no commit timestamp in its log"
-                ))
+            .ok_or_else(|| Error::CorruptLog {
+                table: id.to_string(),
+                version,
+                line: None,
+                reason: "no commit timestamp in its log".into(),
             }),
     }
 }
@@ -160,9 +140,9 @@ pub async fn latest_cutoff(table: &DeltaTable, id: &TableId) -> Result<Option<St
         .metadata()
         .partition_columns()
         .iter()
-        .any(|c| c == "cutoff");
+        .any(|c| c == CUTOFF_COLUMN);
     if partitioned {
-        return Ok(partition_values(table, id, "cutoff")?.pop_last());
+        return Ok(partition_values(table, id, CUTOFF_COLUMN)?.pop_last());
     }
     let ctx = session();
     ctx.register_table("features", table.table_provider().await.map_err(df(id))?)
@@ -229,8 +209,10 @@ fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
         let context = format!("{context} of {id}");
         move |source| Error::Arrow { context, source }
     };
-    let null =
-        |col: &str| Error::Usage(format!("{id}: column {col} holds a null; features cannot"));
+    let null = |col: &str| Error::InvalidData {
+        table: id.to_string(),
+        reason: format!("column {col} holds a null; features cannot"),
+    };
     for b in batches {
         let strings = |i: usize| -> Result<StringArray> {
             let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
@@ -275,7 +257,10 @@ fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
         }
         for &v in l.values() {
             if v != 0 && v != 1 {
-                return Err(Error::Usage(format!("{id}: label {v} is not 0 or 1")));
+                return Err(Error::InvalidData {
+                    table: id.to_string(),
+                    reason: format!("label {v} is not 0 or 1"),
+                });
             }
             f.label.push(v as u8);
         }

@@ -9,8 +9,8 @@
 //!   digest, schema, features, label, cutoffs, split, parameters, metrics, berserkr version);
 //! - `report.html` with `roc.svg`, `precision_at_k.svg`, `importance.svg`.
 //!
-//! A pin (`<lake>/_berserkr/pins/<model id>.json`) records the snapshot so table care keeps the
-//! files it needs.
+//! A pin (`<lake>/_berserkr/pins/<model id>.json`, see [`crate::lake::pins`]) records the
+//! snapshot so table care keeps the files it needs.
 
 pub mod data;
 pub mod metrics;
@@ -25,17 +25,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{Duration, NaiveDateTime};
-use deltalake::Path as ObjectPath;
-use deltalake::logstore::object_store::ObjectStoreExt as _;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::TableId;
+use crate::catalog::{CUTOFF_FORMAT, GOLD_FEATURES, TableId};
 use crate::error::{Error, Result};
-use crate::lake::Lakehouse;
-use crate::ops::gold::{CUTOFF_FORMAT, GOLD_FEATURES};
-pub use data::{At, FeatureFrame, SnapshotId};
+use crate::lake::pins::Pin;
+use crate::lake::{At, Lakehouse, operation};
+pub use data::{FeatureFrame, SnapshotId};
 use metrics::{Metrics, Ranked};
 pub use model::{Model, ModelKind, Params};
 
@@ -196,7 +194,7 @@ impl TrainBuilder {
         self
     }
 
-    async fn run(self) -> Result<TrainReport> {
+    async fn execute(self) -> Result<TrainReport> {
         let id: TableId = self.table.parse()?;
         let started = Instant::now();
         let table = self.lake.table_at(&id, &self.at).await?;
@@ -208,22 +206,16 @@ impl TrainBuilder {
                 .schema()
                 .as_ref(),
         )
-        .map_err(|e| Error::Usage(format!("{id}: schema: {e}")))?;
+        .map_err(|e| Error::serialize(format!("the schema of {id}"), e))?;
         let frame = data::read_features(&table, &id, None, None).await?;
         if frame.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(Error::Precondition(format!(
                 "{id} version {} has no rows: run `berserkr lake refresh gold`",
                 snapshot.version
             )));
         }
         let load_seconds = started.elapsed().as_secs_f64();
-        let window_days = self
-            .lake
-            .catalog()
-            .table(&id)
-            .ok()
-            .and_then(|s| s.label_window_days)
-            .unwrap_or(90);
+        let window_days = self.lake.catalog().table(&id)?.label_window();
         let params = self.params.clone();
         let out = self.out.clone();
         let (manifest, files) = tokio::task::spawn_blocking(move || {
@@ -232,7 +224,13 @@ impl TrainBuilder {
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
         write_dir(&out, &files).await?;
-        write_pin(&self.lake, &manifest).await?;
+        self.lake
+            .pin(&Pin {
+                model_id: manifest.model_id.clone(),
+                table: manifest.snapshot.table.clone(),
+                version: manifest.snapshot.version,
+            })
+            .await?;
         Ok(TrainReport {
             manifest,
             dir: out,
@@ -240,15 +238,7 @@ impl TrainBuilder {
         })
     }
 }
-
-impl std::future::IntoFuture for TrainBuilder {
-    type Output = Result<TrainReport>;
-    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+operation!(TrainBuilder => TrainReport);
 
 /// Rows of the training and evaluation sets.
 fn split_rows(frame: &FeatureFrame, window_days: i64, seed: u64) -> (Vec<u32>, Vec<u32>, Split) {
@@ -325,6 +315,16 @@ struct EvalSet {
     item: Vec<String>,
 }
 
+impl EvalSet {
+    /// The rows grouped per (cutoff, customer), for precision@k.
+    fn ranked(&self) -> Ranked<'_> {
+        Ranked {
+            group: &self.group,
+            item: &self.item,
+        }
+    }
+}
+
 fn eval_set(frame: &FeatureFrame, rows: &[u32]) -> EvalSet {
     let mut groups: HashMap<(&str, i64), u64> = HashMap::new();
     let group = rows
@@ -353,8 +353,9 @@ fn eval_set(frame: &FeatureFrame, rows: &[u32]) -> EvalSet {
 }
 
 /// Files of a model directory, by name.
-type Files = Vec<(String, Vec<u8>)>;
+pub(crate) type Files = Vec<(String, Vec<u8>)>;
 
+/// Splits, fits, evaluates and reports: the manifest and the model directory's files.
 fn fit_and_evaluate(
     frame: FeatureFrame,
     snapshot: SnapshotId,
@@ -364,7 +365,7 @@ fn fit_and_evaluate(
 ) -> Result<(Manifest, Files)> {
     let (train, eval, split) = split_rows(&frame, window_days, params.seed);
     if train.is_empty() || eval.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Precondition(format!(
             "{} version {}: {} rows are too few to train and evaluate",
             snapshot.table,
             snapshot.version,
@@ -374,121 +375,17 @@ fn fit_and_evaluate(
     let t = Instant::now();
     let model = Model::fit(&frame.features, &frame.names, &frame.label, &train, params);
     let fit_seconds = t.elapsed().as_secs_f64();
-    let model_bytes = serde_json::to_vec(&model).map_err(|e| Error::Usage(e.to_string()))?;
+    let model_bytes = serde_json::to_vec(&model).map_err(|e| Error::serialize("the model", e))?;
     let model_sha256 = hex::encode(Sha256::digest(&model_bytes));
-
     let ev = eval_set(&frame, &eval);
-    let ranked = Ranked {
-        group: &ev.group,
-        item: &ev.item,
-    };
-    let scores = model.predict_columns(&ev.columns);
-    let col = |name: &str| frame.names.iter().position(|n| n == name);
-    let baseline = |name: &str, sign: f64| -> Vec<f64> {
-        col(name).map_or_else(
-            || vec![0.0; ev.labels.len()],
-            |f| ev.columns[f].iter().map(|v| sign * v).collect(),
-        )
-    };
-    let popularity = baseline("item_n_customers", 1.0);
-    let recency = baseline("recency_days", -1.0);
-    let m = Metrics::compute(&scores, &ev.labels, &ranked, true);
-    let pop = Metrics::compute(&popularity, &ev.labels, &ranked, false);
-    let rec = Metrics::compute(&recency, &ev.labels, &ranked, false);
-    let evaluation = Evaluation {
-        train_rows: train.len(),
-        eval_rows: eval.len(),
-        eval_positive_rate: ev.labels.iter().map(|&l| f64::from(l)).sum::<f64>()
-            / ev.labels.len() as f64,
-        beats_popularity: m.roc_auc > pop.roc_auc,
-        model: m,
-        popularity: pop,
-        recency: rec,
-    };
+    let scored = Scored::of(&model, &frame, &ev);
+    let evaluation = scored.evaluation(&ev, train.len());
     let importance: BTreeMap<String, f64> = frame
         .names
         .iter()
         .cloned()
         .zip(model.importance())
         .collect();
-
-    // Plots.
-    let roc = |s: &[f64]| report::thin(&metrics::roc_points(s, &ev.labels), 400);
-    let roc_svg = report::line_chart(
-        "ROC curve (evaluation rows)",
-        "false positive rate",
-        "true positive rate",
-        (0.0, 1.0),
-        (0.0, 1.0),
-        &[
-            report::Series {
-                name: &format!("model {:.3}", evaluation.model.roc_auc),
-                points: roc(&scores),
-            },
-            report::Series {
-                name: &format!("popularity {:.3}", evaluation.popularity.roc_auc),
-                points: roc(&popularity),
-            },
-            report::Series {
-                name: &format!("recency {:.3}", evaluation.recency.roc_auc),
-                points: roc(&recency),
-            },
-        ],
-        true,
-    );
-    let ks: Vec<usize> = (1..=20).collect();
-    let curve = |s: &[f64]| -> Vec<(f64, f64)> {
-        metrics::at_ks(s, &ev.labels, &ranked, &ks)
-            .iter()
-            .zip(&ks)
-            .map(|(pr, &k)| (k as f64, pr.0))
-            .collect()
-    };
-    let (pm, pp, pr) = (curve(&scores), curve(&popularity), curve(&recency));
-    let ymax = pm
-        .iter()
-        .chain(&pp)
-        .chain(&pr)
-        .map(|p| p.1)
-        .fold(0.0, f64::max)
-        .max(0.05);
-    let pk_svg = report::line_chart(
-        "Precision@k per customer (evaluation rows)",
-        "k",
-        "precision@k",
-        (0.0, 20.0),
-        (0.0, (ymax * 10.0).ceil() / 10.0),
-        &[
-            report::Series {
-                name: "model",
-                points: pm,
-            },
-            report::Series {
-                name: "popularity",
-                points: pp,
-            },
-            report::Series {
-                name: "recency",
-                points: pr,
-            },
-        ],
-        false,
-    );
-    let imp_svg = report::bar_chart(
-        "Feature importance (share of split gain)",
-        "share of total gain",
-        &importance
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect::<Vec<_>>(),
-    );
-    let label = LabelSpec {
-        column: "label".into(),
-        window_days,
-        definition: format!(
-            "1 when the customer bought the item in [cutoff, cutoff + {window_days} days], else 0"
-        ),
-    };
     let manifest = Manifest {
         model_id: model_sha256[..16].to_string(),
         model_sha256,
@@ -496,7 +393,13 @@ fn fit_and_evaluate(
         rows: frame.len(),
         schema,
         features: frame.names.clone(),
-        label,
+        label: LabelSpec {
+            column: "label".into(),
+            window_days,
+            definition: format!(
+                "1 when the customer bought the item in [cutoff, cutoff + {window_days} days], else 0"
+            ),
+        },
         cutoffs: frame.cutoffs(),
         split,
         params: params.clone(),
@@ -507,91 +410,76 @@ fn fit_and_evaluate(
         fit_seconds,
     };
     let manifest_bytes =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
-    let html = report_html(&manifest);
-    Ok((
-        manifest,
-        vec![
-            (MODEL_FILE.into(), model_bytes),
-            (MANIFEST_FILE.into(), manifest_bytes),
-            ("roc.svg".into(), roc_svg.into_bytes()),
-            ("precision_at_k.svg".into(), pk_svg.into_bytes()),
-            ("importance.svg".into(), imp_svg.into_bytes()),
-            ("report.html".into(), html.into_bytes()),
-        ],
-    ))
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::serialize("the manifest", e))?;
+    let mut files = vec![
+        (MODEL_FILE.into(), model_bytes),
+        (MANIFEST_FILE.into(), manifest_bytes),
+    ];
+    files.extend(report::model_report(&manifest, &scored.curves(&ev)));
+    Ok((manifest, files))
 }
 
-fn report_html(m: &Manifest) -> String {
-    let e = &m.evaluation;
-    let row = |name: &str, x: &Metrics| {
-        format!(
-            "<tr><td>{name}</td><td>{}</td></tr>",
-            x.cells().join("</td><td>")
-        )
-    };
-    let split = match &m.split {
-        Split::Time {
-            train_cutoffs,
-            eval_cutoff,
-            skipped_cutoffs,
-        } => format!(
-            "time-based: trained on cutoffs {}; evaluated on {eval_cutoff}{}",
-            train_cutoffs.join(", "),
-            if skipped_cutoffs.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (left out, label window overlapping the evaluation: {})",
-                    skipped_cutoffs.join(", ")
-                )
-            }
-        ),
-        Split::Stratified {
-            test_fraction,
-            seed,
-            reason,
-        } => format!(
-            "stratified random split, {:.0}% held out, seed {seed} ({reason})",
-            test_fraction * 100.0
-        ),
-    };
-    let verdict = if e.beats_popularity {
-        "The model beats the popularity baseline on ROC AUC."
-    } else {
-        "The model does NOT beat the popularity baseline on ROC AUC."
-    };
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>berserkr model {id}</title>\n\
-<style>body{{font-family:sans-serif;max-width:1320px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>\n\
-<h1>Model {id}: {kind}</h1>\n\
-<p>Trained on <code>{table}</code> version {version} of <code>{lake}</code> ({rows} rows, cutoffs {cutoffs}); \
-label: {label}.</p>\n<p>Split: {split}. {train} training rows, {eval} evaluation rows, positive rate {rate:.3}.</p>\n\
-<p><b>{verdict}</b></p>\n\
-<table><tr><th>scorer</th><th>{heads}</th></tr>\n{r1}\n{r2}\n{r3}\n</table>\n\
-<p><img src=\"roc.svg\" alt=\"ROC curve\"> <img src=\"precision_at_k.svg\" alt=\"precision at k\"></p>\n\
-<p><img src=\"importance.svg\" alt=\"feature importance\"></p>\n\
-<p>Parameters: <code>{params}</code>. berserkr {ver} ({rev}); fit {fit:.2} s.</p>\n</body></html>\n",
-        id = m.model_id,
-        kind = m.params.model.name(),
-        table = m.snapshot.table,
-        version = m.snapshot.version,
-        lake = m.snapshot.lake,
-        rows = m.rows,
-        cutoffs = m.cutoffs.join(", "),
-        label = m.label.definition,
-        train = e.train_rows,
-        eval = e.eval_rows,
-        rate = e.eval_positive_rate,
-        heads = Metrics::HEADINGS.join("</th><th>"),
-        r1 = row("model", &e.model),
-        r2 = row("popularity", &e.popularity),
-        r3 = row("recency", &e.recency),
-        params = serde_json::to_string(&m.params).unwrap_or_default(),
-        ver = m.berserkr_version,
-        rev = m.source_revision,
-        fit = m.fit_seconds,
-    )
+/// The scores of the model and of the baselines on the evaluation rows.
+struct Scored {
+    model: Vec<f64>,
+    popularity: Vec<f64>,
+    recency: Vec<f64>,
+}
+
+impl Scored {
+    fn of(model: &Model, frame: &FeatureFrame, ev: &EvalSet) -> Self {
+        let col = |name: &str| frame.names.iter().position(|n| n == name);
+        let baseline = |name: &str, sign: f64| -> Vec<f64> {
+            col(name).map_or_else(
+                || vec![0.0; ev.labels.len()],
+                |f| ev.columns[f].iter().map(|v| sign * v).collect(),
+            )
+        };
+        Self {
+            model: model.predict_columns(&ev.columns),
+            popularity: baseline("item_n_customers", 1.0),
+            recency: baseline("recency_days", -1.0),
+        }
+    }
+
+    fn evaluation(&self, ev: &EvalSet, train_rows: usize) -> Evaluation {
+        let ranked = ev.ranked();
+        let m = Metrics::compute(&self.model, &ev.labels, &ranked, true);
+        let pop = Metrics::compute(&self.popularity, &ev.labels, &ranked, false);
+        let rec = Metrics::compute(&self.recency, &ev.labels, &ranked, false);
+        Evaluation {
+            train_rows,
+            eval_rows: ev.labels.len(),
+            eval_positive_rate: ev.labels.iter().map(|&l| f64::from(l)).sum::<f64>()
+                / ev.labels.len() as f64,
+            beats_popularity: m.roc_auc > pop.roc_auc,
+            model: m,
+            popularity: pop,
+            recency: rec,
+        }
+    }
+
+    /// The report's curves: ROC points and precision@k for k = 1..=20, per scorer.
+    fn curves(&self, ev: &EvalSet) -> report::Curves {
+        let ranked = ev.ranked();
+        let roc = |s: &[f64]| report::thin(&metrics::roc_points(s, &ev.labels), 400);
+        let ks: Vec<usize> = (1..=20).collect();
+        let at_k = |s: &[f64]| -> Vec<(f64, f64)> {
+            metrics::at_ks(s, &ev.labels, &ranked, &ks)
+                .iter()
+                .zip(&ks)
+                .map(|(pr, &k)| (k as f64, pr.0))
+                .collect()
+        };
+        report::Curves {
+            roc: [roc(&self.model), roc(&self.popularity), roc(&self.recency)],
+            precision_at_k: [
+                at_k(&self.model),
+                at_k(&self.popularity),
+                at_k(&self.recency),
+            ],
+        }
+    }
 }
 
 async fn write_dir(dir: &Path, files: &Files) -> Result<()> {
@@ -610,68 +498,6 @@ async fn write_dir(dir: &Path, files: &Files) -> Result<()> {
             .map_err(|e| Error::io(path.display(), e))?;
     }
     Ok(())
-}
-
-/// Where pins live, under the lake root.
-pub const PINS_PREFIX: &str = "_berserkr/pins";
-
-/// A snapshot a model was trained on, which table care must keep readable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pin {
-    /// The model.
-    pub model_id: String,
-    /// The table.
-    pub table: String,
-    /// Its version.
-    pub version: u64,
-}
-
-async fn write_pin(lake: &Lakehouse, m: &Manifest) -> Result<()> {
-    let pin = Pin {
-        model_id: m.model_id.clone(),
-        table: m.snapshot.table.clone(),
-        version: m.snapshot.version,
-    };
-    let bytes = serde_json::to_vec(&pin).map_err(|e| Error::Usage(e.to_string()))?;
-    let location = ObjectPath::from(format!("{PINS_PREFIX}/{}.json", m.model_id));
-    lake.root_store()?
-        .put(&location, bytes.into())
-        .await
-        .map_err(|source| Error::ObjectStore {
-            location: format!("{}{location}", lake.root()),
-            source,
-        })?;
-    Ok(())
-}
-
-/// Pins recorded in a lake (all models' snapshots).
-pub async fn pins(lake: &Lakehouse) -> Result<Vec<Pin>> {
-    use futures::TryStreamExt;
-    let store = lake.root_store()?;
-    let prefix = ObjectPath::from(PINS_PREFIX);
-    let err = |location: String| move |source| Error::ObjectStore { location, source };
-    let metas: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(err(format!("{}{prefix}", lake.root())))?;
-    let mut out = Vec::new();
-    for meta in metas {
-        let loc = format!("{}{}", lake.root(), meta.location);
-        let bytes = store
-            .get(&meta.location)
-            .await
-            .map_err(err(loc.clone()))?
-            .bytes()
-            .await
-            .map_err(err(loc.clone()))?;
-        out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
-            file: loc,
-            message: format!("not a pin: {e}"),
-        })?);
-    }
-    out.sort_by(|a: &Pin, b| a.model_id.cmp(&b.model_id));
-    Ok(out)
 }
 
 /// Reads a model directory's manifest (or a manifest file).
@@ -693,9 +519,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(file: &Path, what: &str) -> R
     let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| Error::io(file.display(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Catalog {
-        file: file.display().to_string(),
-        message: format!("not a berserkr {what}: {e}"),
+    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidModel {
+        path: file.display().to_string(),
+        reason: format!("not a berserkr {what}: {e}"),
     })
 }
 
@@ -710,57 +536,88 @@ pub struct Reproduction {
     pub differences: Vec<String>,
 }
 
+/// Builder of a reproduction (see [`Lakehouse::reproduce`]).
+#[derive(Debug, Clone)]
+pub struct ReproduceBuilder {
+    lake: Lakehouse,
+    manifest: PathBuf,
+    out: PathBuf,
+}
+
 impl Lakehouse {
-    /// Retrains from a manifest (same table, version and parameters) into `out` and compares the
-    /// snapshot, the model bytes and the metrics with the manifest's.
-    pub async fn reproduce(&self, manifest: &Path, out: &Path) -> Result<Reproduction> {
-        let original = read_manifest(manifest).await?;
-        if original.snapshot.lake != self.root().as_str() {
-            return Err(Error::Usage(format!(
+    /// Retrains from a manifest (same table, version and parameters) and compares the snapshot,
+    /// the model bytes and the metrics with the manifest's.
+    pub fn reproduce(&self, manifest: impl Into<PathBuf>) -> ReproduceBuilder {
+        ReproduceBuilder {
+            lake: self.clone(),
+            manifest: manifest.into(),
+            out: PathBuf::from("model"),
+        }
+    }
+}
+
+impl ReproduceBuilder {
+    /// The model directory the new run writes (default `./model`).
+    pub fn with_out(mut self, out: impl Into<PathBuf>) -> Self {
+        self.out = out.into();
+        self
+    }
+
+    async fn execute(self) -> Result<Reproduction> {
+        let original = read_manifest(&self.manifest).await?;
+        let lake = &self.lake;
+        if original.snapshot.lake != lake.root().as_str() {
+            return Err(Error::InvalidArgument(format!(
                 "the manifest was trained on lake {}, not {}: pass --lake {}",
                 original.snapshot.lake,
-                self.root(),
+                lake.root(),
                 original.snapshot.lake
             )));
         }
-        let report = self
+        let report = lake
             .train()
             .with_table(&original.snapshot.table)
             .with_at(At::Version(original.snapshot.version))
             .with_params(original.params.clone())
-            .with_out(out)
+            .with_out(&self.out)
             .await?;
-        let new = &report.manifest;
-        let mut differences = Vec::new();
-        if new.snapshot != original.snapshot {
-            differences.push(format!(
-                "snapshot differs: files {} / digest {} now, {} / {} in the manifest",
-                new.snapshot.files,
-                new.snapshot.files_sha256,
-                original.snapshot.files,
-                original.snapshot.files_sha256
-            ));
-        }
-        if new.model_sha256 != original.model_sha256 {
-            differences.push(format!(
-                "model differs: sha256 {} now, {} in the manifest",
-                new.model_sha256, original.model_sha256
-            ));
-        }
-        let as_json = |e: &Evaluation| serde_json::to_value(e).unwrap_or_default();
-        if !same_numbers(&as_json(&new.evaluation), &as_json(&original.evaluation)) {
-            differences.push(format!(
-                "metrics differ: {} now, {} in the manifest",
-                serde_json::to_string(&new.evaluation).unwrap_or_default(),
-                serde_json::to_string(&original.evaluation).unwrap_or_default()
-            ));
-        }
+        let differences = differences(&original, &report.manifest);
         Ok(Reproduction {
             original,
             report,
             differences,
         })
     }
+}
+operation!(ReproduceBuilder => Reproduction);
+
+/// How a new manifest differs from the original in what `--reproduce` promises.
+fn differences(original: &Manifest, new: &Manifest) -> Vec<String> {
+    let mut differences = Vec::new();
+    if new.snapshot != original.snapshot {
+        differences.push(format!(
+            "snapshot differs: files {} / digest {} now, {} / {} in the manifest",
+            new.snapshot.files,
+            new.snapshot.files_sha256,
+            original.snapshot.files,
+            original.snapshot.files_sha256
+        ));
+    }
+    if new.model_sha256 != original.model_sha256 {
+        differences.push(format!(
+            "model differs: sha256 {} now, {} in the manifest",
+            new.model_sha256, original.model_sha256
+        ));
+    }
+    let as_json = |e: &Evaluation| serde_json::to_value(e).unwrap_or_default();
+    if !same_numbers(&as_json(&new.evaluation), &as_json(&original.evaluation)) {
+        differences.push(format!(
+            "metrics differ: {} now, {} in the manifest",
+            serde_json::to_string(&new.evaluation).unwrap_or_default(),
+            serde_json::to_string(&original.evaluation).unwrap_or_default()
+        ));
+    }
+    differences
 }
 
 /// Equal JSON, numbers within 1e-12 relative: a manifest's metrics went through serde_json's

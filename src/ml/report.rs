@@ -6,6 +6,9 @@
 
 use std::fmt::Write as _;
 
+use super::metrics::Metrics;
+use super::{Files, Manifest, Split};
+
 const W: f64 = 640.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 64.0;
@@ -13,6 +16,159 @@ const RIGHT: f64 = 170.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 56.0;
 const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"];
+
+/// The curves of the model and of the two baselines (popularity, recency), in that order.
+pub struct Curves {
+    /// ROC points.
+    pub roc: [Vec<(f64, f64)>; 3],
+    /// Precision@k by k.
+    pub precision_at_k: [Vec<(f64, f64)>; 3],
+}
+
+/// The report files of a trained model: `roc.svg`, `precision_at_k.svg`, `importance.svg` and
+/// `report.html`, which shows them beside the metrics.
+pub(crate) fn model_report(m: &Manifest, curves: &Curves) -> Files {
+    let e = &m.evaluation;
+    let [roc_model, roc_pop, roc_rec] = &curves.roc;
+    let roc_svg = line_chart(
+        "ROC curve (evaluation rows)",
+        "false positive rate",
+        "true positive rate",
+        (0.0, 1.0),
+        (0.0, 1.0),
+        &[
+            Series {
+                name: &format!("model {:.3}", e.model.roc_auc),
+                points: roc_model.clone(),
+            },
+            Series {
+                name: &format!("popularity {:.3}", e.popularity.roc_auc),
+                points: roc_pop.clone(),
+            },
+            Series {
+                name: &format!("recency {:.3}", e.recency.roc_auc),
+                points: roc_rec.clone(),
+            },
+        ],
+        true,
+    );
+    let ymax = curves
+        .precision_at_k
+        .iter()
+        .flatten()
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+        .max(0.05);
+    let [pm, pp, pr] = curves.precision_at_k.clone();
+    let pk_svg = line_chart(
+        "Precision@k per customer (evaluation rows)",
+        "k",
+        "precision@k",
+        (0.0, 20.0),
+        (0.0, (ymax * 10.0).ceil() / 10.0),
+        &[
+            Series {
+                name: "model",
+                points: pm,
+            },
+            Series {
+                name: "popularity",
+                points: pp,
+            },
+            Series {
+                name: "recency",
+                points: pr,
+            },
+        ],
+        false,
+    );
+    let imp_svg = bar_chart(
+        "Feature importance (share of split gain)",
+        "share of total gain",
+        &m.importance
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>(),
+    );
+    vec![
+        ("roc.svg".into(), roc_svg.into_bytes()),
+        ("precision_at_k.svg".into(), pk_svg.into_bytes()),
+        ("importance.svg".into(), imp_svg.into_bytes()),
+        ("report.html".into(), report_html(m).into_bytes()),
+    ]
+}
+
+fn report_html(m: &Manifest) -> String {
+    let e = &m.evaluation;
+    let row = |name: &str, x: &Metrics| {
+        format!(
+            "<tr><td>{name}</td><td>{}</td></tr>",
+            x.cells().join("</td><td>")
+        )
+    };
+    let split = match &m.split {
+        Split::Time {
+            train_cutoffs,
+            eval_cutoff,
+            skipped_cutoffs,
+        } => format!(
+            "time-based: trained on cutoffs {}; evaluated on {eval_cutoff}{}",
+            train_cutoffs.join(", "),
+            if skipped_cutoffs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (left out, label window overlapping the evaluation: {})",
+                    skipped_cutoffs.join(", ")
+                )
+            }
+        ),
+        Split::Stratified {
+            test_fraction,
+            seed,
+            reason,
+        } => format!(
+            "stratified random split, {:.0}% held out, seed {seed} ({reason})",
+            test_fraction * 100.0
+        ),
+    };
+    let verdict = if e.beats_popularity {
+        "The model beats the popularity baseline on ROC AUC."
+    } else {
+        "The model does NOT beat the popularity baseline on ROC AUC."
+    };
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>berserkr model {id}</title>\n\
+<style>body{{font-family:sans-serif;max-width:1320px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>\n\
+<h1>Model {id}: {kind}</h1>\n\
+<p>Trained on <code>{table}</code> version {version} of <code>{lake}</code> ({rows} rows, cutoffs {cutoffs}); \
+label: {label}.</p>\n<p>Split: {split}. {train} training rows, {eval} evaluation rows, positive rate {rate:.3}.</p>\n\
+<p><b>{verdict}</b></p>\n\
+<table><tr><th>scorer</th><th>{heads}</th></tr>\n{r1}\n{r2}\n{r3}\n</table>\n\
+<p><img src=\"roc.svg\" alt=\"ROC curve\"> <img src=\"precision_at_k.svg\" alt=\"precision at k\"></p>\n\
+<p><img src=\"importance.svg\" alt=\"feature importance\"></p>\n\
+<p>Parameters: <code>{params}</code>. berserkr {ver} ({rev}); fit {fit:.2} s.</p>\n</body></html>\n",
+        id = m.model_id,
+        kind = m.params.model.name(),
+        table = m.snapshot.table,
+        version = m.snapshot.version,
+        lake = m.snapshot.lake,
+        rows = m.rows,
+        cutoffs = m.cutoffs.join(", "),
+        label = m.label.definition,
+        train = e.train_rows,
+        eval = e.eval_rows,
+        rate = e.eval_positive_rate,
+        heads = Metrics::HEADINGS.join("</th><th>"),
+        r1 = row("model", &e.model),
+        r2 = row("popularity", &e.popularity),
+        r3 = row("recency", &e.recency),
+        params = serde_json::to_string(&m.params).unwrap_or_default(),
+        ver = m.berserkr_version,
+        rev = m.source_revision,
+        fit = m.fit_seconds,
+    )
+}
 
 /// One named series of points.
 pub struct Series<'a> {

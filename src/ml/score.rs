@@ -5,21 +5,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
+use deltalake::arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use deltalake::arrow::datatypes::SchemaRef;
 use serde::Serialize;
 use serde_json::json;
 
-use super::data::{At, FeatureFrame, latest_cutoff, read_features};
+use super::data::{FeatureFrame, latest_cutoff, read_features};
 use super::{Model, read_manifest, read_model};
-use crate::catalog::TableId;
+use crate::catalog::{SCORES, TableId};
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, app_txn_version};
-
-/// The table batch scores go to.
-pub const SCORES_TABLE: &str = "gold.purchase_scores";
+use crate::lake::{At, Lakehouse, operation, score_app_id};
+use crate::ops::target::{Change, Committed, Staging, Target, Txn};
 
 /// What a scoring run did.
 #[derive(Debug, Clone, Serialize)]
@@ -108,14 +106,14 @@ impl ScoreBuilder {
         let cutoff = match &self.cutoff {
             Some(c) => c.clone(),
             None => latest_cutoff(&table, &id).await?.ok_or_else(|| {
-                Error::Usage(format!(
+                Error::Precondition(format!(
                     "{id} version {source_version} has no rows to score: run `berserkr lake refresh gold`"
                 ))
             })?,
         };
         let frame = read_features(&table, &id, Some(&cutoff), customer).await?;
         if frame.is_empty() && customer.is_none() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{id} version {source_version} has no rows at cutoff {cutoff}"
             )));
         }
@@ -150,11 +148,11 @@ impl ScoreBuilder {
         Ok(items)
     }
 
-    async fn run(self) -> Result<ScoreReport> {
-        let scores_id: TableId = SCORES_TABLE.parse()?;
-        let target = self.lake.current_table(&scores_id).await?;
+    async fn execute(self) -> Result<ScoreReport> {
+        let scores_id: TableId = SCORES.parse()?;
+        let mut target = Target::open(&self.lake, &scores_id).await?;
         let s = self.scored(None).await?;
-        let app_id = format!("berserkr.score.{}", s.model_id);
+        let app_id = score_app_id(&s.model_id);
         let customers = {
             let mut c = s.frame.customer.clone();
             c.dedup();
@@ -170,64 +168,78 @@ impl ScoreBuilder {
             table: scores_id.to_string(),
             version: None,
         };
-        // Already scored: same model, same source version and cutoff.
-        let done = app_txn_version(&target, &scores_id, &app_id).await? == s.source_version as i64
-            && self.cutoff.is_none();
-        if done {
+        // The latest scores of a model are written once per feature-table version; an explicit
+        // cutoff or version is scored again whatever the log says.
+        let txn = Txn {
+            app_id: &app_id,
+            version: s.source_version as i64,
+            exactly_once: self.cutoff.is_none() && self.at == At::Latest,
+        };
+        if txn.exactly_once && target.txn_version(&app_id).await? >= Some(txn.version) {
             return Ok(report);
         }
         let schema = self.lake.catalog().table(&scores_id)?.arrow_schema();
-        let n = s.frame.len();
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec![s.model_id.as_str(); n])),
-                Arc::new(Int64Array::from(s.frame.customer.clone())),
-                Arc::new(StringArray::from_iter_values(s.frame.item.iter())),
-                Arc::new(Float64Array::from(s.scores.clone())),
-                Arc::new(Int32Array::from_iter_values(
-                    s.ranks.iter().map(|&r| r as i32),
-                )),
-                Arc::new(StringArray::from(vec![s.cutoff.as_str(); n])),
-                Arc::new(StringArray::from(vec![s.source_table.to_string(); n])),
-                Arc::new(Int64Array::from(vec![s.source_version as i64; n])),
-            ],
-        )
-        .map_err(|source| Error::Arrow {
-            context: format!("rows for {scores_id}"),
-            source,
-        })?;
-        let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(&app_id, s.source_version as i64))
-            .with_metadata([(
-                "berserkr.score".to_string(),
-                json!({
-                    "model_id": s.model_id,
-                    "source": s.source_table.to_string(),
-                    "source_version": s.source_version,
-                    "cutoff": s.cutoff,
-                    "rows": n,
-                }),
-            )]);
-        let table = target
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(format!("model_id = '{}'", s.model_id))
-            .with_commit_properties(props)
-            .await
-            .map_err(|e| Error::delta(&scores_id, e))?;
-        report.version = table.version();
+        let batch = score_batch(&schema, &s, &scores_id)?;
+        let mut staging = Staging::new([&target]);
+        let mut writer = target.writer();
+        let written = writer.write(&batch).await;
+        staging.hold(0, [writer]);
+        if let Err(e) = written {
+            return staging.fail(Error::delta(&scores_id, e)).await;
+        }
+        staging.close().await?;
+        let metadata = json!({
+            "model_id": s.model_id,
+            "source": s.source_table.to_string(),
+            "source_version": s.source_version,
+            "cutoff": s.cutoff,
+            "rows": s.frame.len(),
+        });
+        // The model's partition is replaced as a whole.
+        let change = Change::Replace {
+            column: "model_id".into(),
+            values: vec![s.model_id.clone()],
+        };
+        let committed = target
+            .commit(staging.take(0), change, txn, "berserkr.score", metadata)
+            .await?;
+        if let Committed::Version(v) = committed {
+            report.version = Some(v);
+        }
         Ok(report)
     }
 }
+operation!(ScoreBuilder => ScoreReport);
 
-impl std::future::IntoFuture for ScoreBuilder {
-    type Output = Result<ScoreReport>;
-    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
+/// The rows of `gold.purchase_scores` for a scored cutoff, each column filled by its declared
+/// name (a declaration with a column scoring does not know is an error, not a silent gap).
+fn score_batch(schema: &SchemaRef, s: &Scored, id: &TableId) -> Result<RecordBatch> {
+    let n = s.frame.len();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| -> Result<ArrayRef> {
+            Ok(match f.name().as_str() {
+                "model_id" => Arc::new(StringArray::from(vec![s.model_id.as_str(); n])),
+                "CustomerID" => Arc::new(Int64Array::from(s.frame.customer.clone())),
+                "StockCode" => Arc::new(StringArray::from_iter_values(s.frame.item.iter())),
+                "score" => Arc::new(Float64Array::from(s.scores.clone())),
+                "rank" => Arc::new(Int32Array::from_iter_values(
+                    s.ranks.iter().map(|&r| r as i32),
+                )),
+                "cutoff" => Arc::new(StringArray::from(vec![s.cutoff.as_str(); n])),
+                "source_table" => Arc::new(StringArray::from(vec![s.source_table.to_string(); n])),
+                "source_version" => Arc::new(Int64Array::from(vec![s.source_version as i64; n])),
+                other => {
+                    return Err(Error::Catalog {
+                        file: format!("tables/{}.toml", id.path()),
+                        message: format!("column {other} is not one scoring fills"),
+                    });
+                }
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::session::conform_columns(columns, schema, id)
 }
 
 /// The frame's columns in the model's feature order.
@@ -241,7 +253,10 @@ fn columns_for(model: &Model, frame: &FeatureFrame, id: &TableId) -> Result<Vec<
                 .iter()
                 .position(|n| n == f)
                 .map(|i| frame.features[i].clone())
-                .ok_or_else(|| Error::Usage(format!("{id} has no feature {f} the model needs")))
+                .ok_or_else(|| Error::InvalidData {
+                    table: id.to_string(),
+                    reason: format!("no feature {f}, which the model needs"),
+                })
         })
         .collect()
 }

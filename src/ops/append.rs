@@ -8,8 +8,6 @@
 //! to the rejects table first (under the same transaction id), so a crash between the two commits
 //! is repaired by simply running the append again.
 
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,16 +19,15 @@ use crate::error::{Error, Result};
 use crate::ingest::{
     Chunk, DropFormat, DropLayout, DropMeta, DropSource, DropStats, read_drop, resolve_sources,
 };
+use crate::lake::DROP_APP_ID_PREFIX;
 use crate::lake::Lakehouse;
 use crate::ops::target::{
-    Committed, PARALLEL_WRITE_BYTES, Target, WriterPool, abort_all, close_all, discard,
+    Change, Committed, PARALLEL_WRITE_BYTES, Staging, Target, Txn, WriterPool,
 };
 
-/// The bronze table `lake append` writes to unless told otherwise.
-pub const DEFAULT_BRONZE: &str = "bronze.online_retail";
-
-/// Prefix of the application-transaction id that marks a drop as ingested.
-pub const DROP_APP_ID_PREFIX: &str = "berserkr.drop.";
+/// Staging slots of a drop's two tables.
+const BRONZE_SLOT: usize = 0;
+const REJECTS_SLOT: usize = 1;
 
 /// What happened to one drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,7 +94,7 @@ pub struct AppendReport {
     pub drops: Vec<DropReport>,
     /// Compactions run after the appends (tables whose `berserkr.autoCompact.minFiles` was
     /// reached).
-    pub compacted: Vec<crate::ops::care::OptimizeTableReport>,
+    pub compacted: Vec<crate::ops::OptimizeTableReport>,
     /// Why auto-compaction failed, if it did (the appends stand; `lake optimize` can be run
     /// later).
     pub compact_error: Option<String>,
@@ -145,7 +142,7 @@ impl Lakehouse {
         AppendBuilder {
             lake: self.clone(),
             sources: sources.into_iter().map(Into::into).collect(),
-            table: DEFAULT_BRONZE.to_string(),
+            table: crate::catalog::BRONZE.to_string(),
             keep_going: false,
             format: None,
             writers: None,
@@ -193,7 +190,7 @@ impl AppendBuilder {
             .rejects
             .as_deref()
             .ok_or_else(|| {
-                Error::Usage(format!(
+                Error::InvalidArgument(format!(
                     "{bronze_id} is not a bronze table (it declares no rejects table)"
                 ))
             })?
@@ -258,7 +255,7 @@ impl AppendBuilder {
         let (mut compacted, mut compact_error) = (Vec::new(), None);
         if count(DropStatus::Added) > 0 {
             for id in [&bronze_id, &rejects_id] {
-                match crate::ops::care::auto_compact(&self.lake, id).await {
+                match self.lake.auto_compact(id).await {
                     Ok(Some(r)) => compacted.push(r),
                     Ok(None) => {}
                     Err(e) => {
@@ -284,14 +281,7 @@ impl AppendBuilder {
     }
 }
 
-impl IntoFuture for AppendBuilder {
-    type Output = Result<AppendReport>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.execute())
-    }
-}
+crate::lake::operation!(AppendBuilder => AppendReport);
 
 impl DropReport {
     fn new(file: String, bytes: u64, status: DropStatus) -> Self {
@@ -353,6 +343,7 @@ async fn ingest_one(
             })
         })
     };
+    let mut staging = Staging::new([&*bronze, &*rejects]);
     let mut bronze_pool = WriterPool::new(bronze, writers);
     let mut rejects_pool: Option<WriterPool> = None;
     while let Some(chunk) = rx.recv().await {
@@ -366,42 +357,28 @@ async fn ingest_one(
                 .await;
         }
     }
-    let parsed = parse.await.map_err(|e| Error::Task(e.to_string()))?;
-    let bronze_written = bronze_pool.finish().await;
-    let rejects_written = match rejects_pool {
-        Some(p) => Some(p.finish().await),
-        None => None,
-    };
-    let (stats, bronze_writers, rejects_writers) = match (parsed, bronze_written, rejects_written) {
-        (Ok(stats), Ok(b), None) => (stats, b, Vec::new()),
-        (Ok(stats), Ok(b), Some(Ok(r))) => (stats, b, r),
-        (parsed, b, r) => {
-            // Nothing is committed: abandon every file written so far.
-            let mut first = parsed.err();
-            for written in [Some(b), r].into_iter().flatten() {
-                match written {
-                    Ok(ws) => abort_all(ws).await,
-                    Err(e) => {
-                        first.get_or_insert(Error::delta(&bronze.id, e));
-                    }
-                }
+    let parsed = parse
+        .await
+        .unwrap_or_else(|e| Err(Error::Task(e.to_string())));
+    // Nothing is committed unless the whole drop parsed and every writer is sound; the parse
+    // error comes first (a writer's error is then only its consequence).
+    let mut written = Ok(());
+    for (slot, pool, id) in [
+        (BRONZE_SLOT, Some(bronze_pool), &bronze.id),
+        (REJECTS_SLOT, rejects_pool, &rejects.id),
+    ] {
+        if let Some(pool) = pool {
+            match pool.finish().await {
+                Ok(ws) => staging.hold(slot, ws),
+                Err(e) => written = written.and(Err(Error::delta(id, e))),
             }
-            return Err(first.unwrap_or_else(|| Error::Task("write failed".into())));
         }
+    }
+    let stats = match parsed.and_then(|s| written.map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => return staging.fail(e).await,
     };
-    let (bronze_adds, rejects_adds) = match close_all(bronze_writers).await {
-        Ok(b) => match close_all(rejects_writers).await {
-            Ok(r) => (b, r),
-            Err(e) => {
-                discard(bronze, &b).await;
-                return Err(Error::delta(&rejects.id, e));
-            }
-        },
-        Err(e) => {
-            abort_all(rejects_writers).await;
-            return Err(Error::delta(&bronze.id, e));
-        }
-    };
+    staging.close().await?;
     let metadata = json!({
         "file": file,
         "sha256": sha256,
@@ -412,17 +389,29 @@ async fn ingest_one(
         "compressed_bytes": bytes,
         "uncompressed_bytes": stats.uncompressed_bytes,
     });
+    let txn = Txn {
+        app_id: &app_id,
+        version: 1,
+        exactly_once: true,
+    };
     // Rejects committed by an earlier run that died before its bronze commit are AlreadyThere.
+    let rejects_adds = staging.take(REJECTS_SLOT);
     if !rejects_adds.is_empty()
         && let Err(e) = rejects
-            .commit_append(rejects_adds, &app_id, 1, "berserkr.drop", metadata.clone())
+            .commit(
+                rejects_adds,
+                Change::Append,
+                txn,
+                "berserkr.drop",
+                metadata.clone(),
+            )
             .await
     {
-        discard(bronze, &bronze_adds).await;
-        return Err(e);
+        return staging.fail(e).await;
     }
+    let bronze_adds = staging.take(BRONZE_SLOT);
     let version = match bronze
-        .commit_append(bronze_adds, &app_id, 1, "berserkr.drop", metadata)
+        .commit(bronze_adds, Change::Append, txn, "berserkr.drop", metadata)
         .await?
     {
         Committed::Version(v) => v,

@@ -8,9 +8,7 @@
 //! markers that make appends and refreshes exactly-once keep telling the same story.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::{Future, IntoFuture};
 use std::num::NonZeroU64;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,13 +20,12 @@ use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::table::config::TablePropertiesExt;
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
-use crate::lake::Lakehouse;
+use crate::lake::{At, Lakehouse, log, manifest, operation};
 
 /// Vacuum refuses to keep less history than this without `force` (Delta's own default).
 pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
@@ -190,7 +187,7 @@ impl OptimizeBuilder {
 
     async fn execute(self) -> Result<OptimizeReport> {
         if !self.zorder.is_empty() && self.table.is_none() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidArgument(
                 "Z-order needs one table (--table): its columns differ from table to table".into(),
             ));
         }
@@ -200,12 +197,12 @@ impl OptimizeBuilder {
                 let spec = self.lake.catalog().table(&id)?;
                 for c in &self.zorder {
                     if !spec.columns.iter().any(|s| &s.name == c) {
-                        return Err(Error::Usage(format!(
+                        return Err(Error::InvalidArgument(format!(
                             "{id} has no column {c:?} to Z-order by"
                         )));
                     }
                     if spec.partition_by.contains(c) {
-                        return Err(Error::Usage(format!(
+                        return Err(Error::InvalidArgument(format!(
                             "{id}: {c:?} is a partition column; Z-order by data columns"
                         )));
                     }
@@ -253,11 +250,15 @@ async fn optimize_table(
         );
     if let Some(t) = target_size {
         let t = NonZeroU64::new(t)
-            .ok_or_else(|| Error::Usage("the target file size must be above 0".into()))?;
+            .ok_or_else(|| Error::InvalidArgument("the target file size must be above 0".into()))?;
         builder = builder.with_target_size(t);
     }
     let (table, metrics) = builder.await.map_err(|e| Error::delta(id, e))?;
     let version = table.version().unwrap_or(0);
+    if version != version_before {
+        let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+        manifest::write_if_enabled(id, &table.log_store(), state).await?;
+    }
     Ok(OptimizeTableReport {
         table: id.to_string(),
         version_before,
@@ -271,12 +272,15 @@ async fn optimize_table(
     })
 }
 
-/// Compacts `id` when its [`AUTO_COMPACT_PROPERTY`] asks for it and enough small files have
-/// gathered; `None` when nothing was done.
-pub(crate) async fn auto_compact(
-    lake: &Lakehouse,
-    id: &TableId,
-) -> Result<Option<OptimizeTableReport>> {
+impl Lakehouse {
+    /// Compacts `id` when its [`AUTO_COMPACT_PROPERTY`] asks for it and enough small files
+    /// have gathered; `None` when nothing was done.
+    pub(crate) async fn auto_compact(&self, id: &TableId) -> Result<Option<OptimizeTableReport>> {
+        auto_compact(self, id).await
+    }
+}
+
+async fn auto_compact(lake: &Lakehouse, id: &TableId) -> Result<Option<OptimizeTableReport>> {
     let Some(table) = lake.try_table(id).await? else {
         return Ok(None);
     };
@@ -345,7 +349,7 @@ impl Lakehouse {
     /// Deletes files no version inside the retention period needs: files removed from the
     /// table longer ago than that, and files no commit ever added (a writer that died), once
     /// older than the retention. Files of versions a trained model is pinned to
-    /// ([`crate::ml::pins`]) are kept whatever their age.
+    /// ([`Lakehouse::pins`]) are kept whatever their age.
     pub fn vacuum(&self) -> VacuumBuilder {
         VacuumBuilder {
             lake: self.clone(),
@@ -391,7 +395,7 @@ impl VacuumBuilder {
                 min_hours: MIN_RETAIN_HOURS,
             });
         }
-        let pins = crate::ml::pins(&self.lake).await?;
+        let pins = self.lake.pins().await?;
         let mut tables = Vec::new();
         for (id, table) in targets(&self.lake, self.table.as_deref()).await? {
             let pinned: BTreeSet<u64> = pins
@@ -402,7 +406,7 @@ impl VacuumBuilder {
             let keep: Vec<u64> = pinned.iter().copied().collect();
             let retention =
                 chrono::Duration::hours(i64::try_from(self.retain_hours).map_err(|_| {
-                    Error::Usage(format!(
+                    Error::InvalidArgument(format!(
                         "retention of {} hours is too long",
                         self.retain_hours
                     ))
@@ -458,98 +462,78 @@ pub struct HistoryEntry {
     pub engine: Option<String>,
 }
 
+/// Builder for `lake history` (see [`Lakehouse::history`]).
+pub struct HistoryBuilder {
+    lake: Lakehouse,
+    table: String,
+    limit: Option<usize>,
+}
+
 impl Lakehouse {
-    /// The last `limit` commits of a table (all that the log still holds when `None`), newest
-    /// first.
-    pub async fn history(&self, table: &str, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
-        let id: TableId = table.parse()?;
-        let table = self.table(&id).await?;
+    /// The commits of `table`, newest first: all that the log still holds, or the last
+    /// [`HistoryBuilder::with_limit`].
+    pub fn history(&self, table: impl Into<String>) -> HistoryBuilder {
+        HistoryBuilder {
+            lake: self.clone(),
+            table: table.into(),
+            limit: None,
+        }
+    }
+}
+
+impl HistoryBuilder {
+    /// At most this many commits.
+    pub fn with_limit(mut self, limit: Option<usize>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    async fn execute(self) -> Result<Vec<HistoryEntry>> {
+        let id: TableId = self.table.parse()?;
+        let table = self.lake.table(&id).await?;
         let latest = table.version().unwrap_or(0);
-        let log_store = table.log_store();
-        let oldest = limit.map_or(0, |l| (latest + 1).saturating_sub(l as u64));
+        let oldest = self
+            .limit
+            .map_or(0, |l| (latest + 1).saturating_sub(l as u64));
+        let commits = log::read_commits(&table.log_store(), &id, oldest, latest).await?;
         let mut out = Vec::new();
-        for (version, actions) in read_commits(&log_store, &id, oldest, latest).await? {
-            let Some(actions) = actions else {
+        for (version, commit) in commits.into_iter().rev() {
+            let Some(commit) = commit else {
                 break; // older commits were cleaned up (delta.logRetentionDuration)
             };
-            let info = actions
-                .into_iter()
-                .find_map(|mut a| a.get_mut("commitInfo").map(Value::take))
-                .unwrap_or(Value::Null);
-            let berserkr = info
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| k.starts_with("berserkr"))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(HistoryEntry {
-                version,
-                timestamp: info.get("timestamp").and_then(Value::as_i64),
-                operation: info
-                    .get("operation")
-                    .and_then(Value::as_str)
-                    .unwrap_or("UNKNOWN")
-                    .to_string(),
-                parameters: info
-                    .get("operationParameters")
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                metrics: info.get("operationMetrics").cloned().unwrap_or(Value::Null),
-                berserkr,
-                engine: info
-                    .get("engineInfo")
-                    .or_else(|| info.get("clientVersion"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            });
+            out.push(history_entry(version, &commit));
         }
         Ok(out)
     }
 }
+operation!(HistoryBuilder => Vec<HistoryEntry>);
 
-/// The actions of the commits `from..=to`, newest first (`None` for a commit no longer in the
-/// log). Commit files are read 16 at a time: one GET each on an object store.
-async fn read_commits(
-    log_store: &deltalake::logstore::LogStoreRef,
-    id: &TableId,
-    from: u64,
-    to: u64,
-) -> Result<Vec<(u64, Option<Vec<Value>>)>> {
-    let entries: Vec<Option<bytes::Bytes>> = futures::stream::iter((from..=to).rev())
-        .map(|v| {
-            let log_store = log_store.clone();
-            async move { log_store.read_commit_entry(v).await }
-        })
-        .buffered(16)
-        .try_collect()
-        .await
-        .map_err(|e| Error::delta(id, e))?;
-    (from..=to)
-        .rev()
-        .zip(entries)
-        .map(|(v, bytes)| {
-            let actions = bytes.map(|b| commit_actions(&b, id, v)).transpose()?;
-            Ok((v, actions))
-        })
-        .collect()
-}
-
-/// The actions of one commit file (newline-delimited JSON).
-fn commit_actions(bytes: &[u8], id: &TableId, version: u64) -> Result<Vec<Value>> {
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|l| {
-            serde_json::from_slice(l).map_err(|e| {
-                Error::Usage(format!(
-                    "{id} version {version}: commit file is not JSON lines: {e}"
-                ))
+fn history_entry(version: u64, commit: &log::Commit) -> HistoryEntry {
+    let info = commit.info();
+    let extra = |key: &str| info.and_then(|i| i.info.get(key)).cloned();
+    HistoryEntry {
+        version,
+        timestamp: info.and_then(|i| i.timestamp),
+        operation: info
+            .and_then(|i| i.operation.clone())
+            .unwrap_or_else(|| "UNKNOWN".into()),
+        parameters: info
+            .and_then(|i| i.operation_parameters.as_ref())
+            .map_or(Value::Null, |p| json!(p)),
+        metrics: extra("operationMetrics").unwrap_or(Value::Null),
+        berserkr: info
+            .map(|i| {
+                i.info
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("berserkr"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
             })
-        })
-        .collect()
+            .unwrap_or_default(),
+        engine: info
+            .and_then(|i| i.engine_info.clone())
+            .or_else(|| extra("clientVersion").and_then(|v| v.as_str().map(str::to_string))),
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -577,51 +561,43 @@ pub struct RestoreReport {
     pub downstream: Vec<String>,
 }
 
+/// Builder for `lake restore` (see [`Lakehouse::restore`]).
+pub struct RestoreBuilder {
+    lake: Lakehouse,
+    table: String,
+    version: u64,
+}
+
 impl Lakehouse {
     /// Makes the latest version of `table` hold what version `version` held: the same files,
     /// schema and properties, as a new commit (history is kept; time travel to the versions
     /// in between still works). The application transactions committed since are set back
     /// too, so drops removed from bronze can be appended again, and a silver table restored
     /// to before some bronze versions reads them again at the next refresh.
-    pub async fn restore(&self, table: &str, version: u64) -> Result<RestoreReport> {
-        let id: TableId = table.parse()?;
-        self.catalog().table(&id)?;
-        let current = self.table(&id).await?;
+    pub fn restore(&self, table: impl Into<String>, version: u64) -> RestoreBuilder {
+        RestoreBuilder {
+            lake: self.clone(),
+            table: table.into(),
+            version,
+        }
+    }
+}
+
+impl RestoreBuilder {
+    async fn execute(self) -> Result<RestoreReport> {
+        let (lake, version) = (&self.lake, self.version);
+        let id: TableId = self.table.parse()?;
+        lake.catalog().table(&id)?;
+        let current = lake.table(&id).await?;
         let latest = current.version().unwrap_or(0);
         if version >= latest {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{id} is at version {latest}: restore needs an earlier version than that"
             )));
         }
-        let target = self.table_at(&id, &crate::ml::At::Version(version)).await?;
+        let target = lake.table_at(&id, &At::Version(version)).await?;
         let log_store = current.log_store();
-        // Every application id a commit after `version` set, with its value now (the newest
-        // commit setting it), to be set back to its value at `version`.
-        let mut now: BTreeMap<String, i64> = BTreeMap::new();
-        for (v, actions) in read_commits(&log_store, &id, version + 1, latest).await? {
-            let actions = actions
-                .ok_or_else(|| Error::Usage(format!("{id}: commit {v} is missing from the log")))?;
-            for a in actions {
-                if let (Some(app), Some(n)) = (
-                    a.pointer("/txn/appId").and_then(Value::as_str),
-                    a.pointer("/txn/version").and_then(Value::as_i64),
-                ) {
-                    now.entry(app.to_string()).or_insert(n);
-                }
-            }
-        }
-        let then = target.snapshot().map_err(|e| Error::delta(&id, e))?;
-        let mut transactions = BTreeMap::new();
-        for (app, new) in now {
-            let old = then
-                .transaction_version(log_store.as_ref(), &app)
-                .await
-                .map_err(|e| Error::delta(&id, e))?
-                .unwrap_or(0);
-            if old != new {
-                transactions.insert(app, old);
-            }
-        }
+        let transactions = moved_transactions(&id, &log_store, &target, version, latest).await?;
         let props = CommitProperties::default()
             .with_application_transactions(
                 transactions
@@ -639,7 +615,9 @@ impl Lakehouse {
             .with_commit_properties(props)
             .await
             .map_err(|e| Error::delta(&id, e))?;
-        let downstream = self
+        let state = table.snapshot().map_err(|e| Error::delta(&id, e))?;
+        manifest::write_if_enabled(&id, &table.log_store(), state).await?;
+        let downstream = lake
             .catalog()
             .tables()
             .filter(|t| t.source.as_deref() == Some(id.to_string().as_str()))
@@ -656,6 +634,47 @@ impl Lakehouse {
             downstream,
         })
     }
+}
+operation!(RestoreBuilder => RestoreReport);
+
+/// Every application id a commit after `version` (up to `latest`) set, mapped to its value at
+/// `version` (0: never set), when that differs from its value now.
+async fn moved_transactions(
+    id: &TableId,
+    log_store: &deltalake::logstore::LogStoreRef,
+    then: &DeltaTable,
+    version: u64,
+    latest: u64,
+) -> Result<BTreeMap<String, i64>> {
+    let mut now: BTreeMap<String, i64> = BTreeMap::new();
+    for (v, commit) in log::read_commits(log_store, id, version + 1, latest)
+        .await?
+        .into_iter()
+        .rev()
+    {
+        let commit = commit.ok_or_else(|| Error::CorruptLog {
+            table: id.to_string(),
+            version: v,
+            line: None,
+            reason: "the commit is missing from the log".into(),
+        })?;
+        for t in commit.txns() {
+            now.entry(t.app_id.clone()).or_insert(t.version);
+        }
+    }
+    let then = then.snapshot().map_err(|e| Error::delta(id, e))?;
+    let mut transactions = BTreeMap::new();
+    for (app, new) in now {
+        let old = then
+            .transaction_version(log_store.as_ref(), &app)
+            .await
+            .map_err(|e| Error::delta(id, e))?
+            .unwrap_or(0);
+        if old != new {
+            transactions.insert(app, old);
+        }
+    }
+    Ok(transactions)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -680,17 +699,65 @@ pub struct TableStatus {
     pub target_file_size: u64,
 }
 
+/// Builder for `lake status` (see [`Lakehouse::status`]).
+pub struct StatusBuilder {
+    lake: Lakehouse,
+    table: Option<String>,
+    version: Option<u64>,
+}
+
 impl Lakehouse {
-    /// Version, files, rows, bytes, last checkpoint and small files of every declared table.
-    pub async fn status(&self) -> Result<Vec<TableStatus>> {
+    /// Version, files, rows, bytes, last checkpoint and small files of every declared table (or
+    /// of one, at its latest or an earlier version).
+    pub fn status(&self) -> StatusBuilder {
+        StatusBuilder {
+            lake: self.clone(),
+            table: None,
+            version: None,
+        }
+    }
+}
+
+impl StatusBuilder {
+    /// Only this table.
+    pub fn with_table(mut self, table: Option<String>) -> Self {
+        self.table = table;
+        self
+    }
+
+    /// The table's state at this version (time travel: that version's files, rows and bytes;
+    /// the checkpoint is the table's latest). Needs [`Self::with_table`].
+    pub fn with_version(mut self, version: Option<u64>) -> Self {
+        self.version = version;
+        self
+    }
+
+    async fn execute(self) -> Result<Vec<TableStatus>> {
+        let lake = &self.lake;
+        let ids: Vec<TableId> = match &self.table {
+            Some(t) => {
+                let id: TableId = t.parse()?;
+                lake.catalog().table(&id)?;
+                vec![id]
+            }
+            None => lake.catalog().tables().map(|t| t.id()).collect(),
+        };
+        if let (None, Some(_)) = (&self.table, self.version) {
+            return Err(Error::InvalidArgument(
+                "a status at a version needs one table".into(),
+            ));
+        }
         let mut out = Vec::new();
-        let ids: Vec<TableId> = self.catalog().tables().map(|t| t.id()).collect();
         for id in ids {
-            out.push(match self.try_table(&id).await? {
-                Some(table) => self.table_status(&id, &table).await?,
+            let table = match self.version {
+                Some(v) => Some(lake.table_at(&id, &At::Version(v)).await?),
+                None => lake.try_table(&id).await?,
+            };
+            out.push(match table {
+                Some(table) => table_status(lake, &id, &table).await?,
                 None => TableStatus {
                     table: id.to_string(),
-                    url: self.table_url(&id).to_string(),
+                    url: lake.table_url(&id).to_string(),
                     version: None,
                     files: FileStats::default(),
                     last_checkpoint: None,
@@ -701,31 +768,23 @@ impl Lakehouse {
         }
         Ok(out)
     }
+}
+operation!(StatusBuilder => Vec<TableStatus>);
 
-    /// The state of one table at a version (time travel: that version's files, rows and bytes;
-    /// the checkpoint is the table's latest).
-    pub async fn status_at(&self, table: &str, version: u64) -> Result<TableStatus> {
-        let id: TableId = table.parse()?;
-        self.catalog().table(&id)?;
-        let t = self.table_at(&id, &crate::ml::At::Version(version)).await?;
-        self.table_status(&id, &t).await
-    }
-
-    async fn table_status(&self, id: &TableId, table: &DeltaTable) -> Result<TableStatus> {
-        let config = table
-            .snapshot()
-            .map_err(|e| Error::delta(id, e))?
-            .table_config();
-        Ok(TableStatus {
-            table: id.to_string(),
-            url: self.table_url(id).to_string(),
-            version: table.version(),
-            files: file_stats(table, id)?,
-            last_checkpoint: last_checkpoint(table, id).await?,
-            checkpoint_interval: config.checkpoint_interval().get(),
-            target_file_size: config.target_file_size().get(),
-        })
-    }
+async fn table_status(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Result<TableStatus> {
+    let config = table
+        .snapshot()
+        .map_err(|e| Error::delta(id, e))?
+        .table_config();
+    Ok(TableStatus {
+        table: id.to_string(),
+        url: lake.table_url(id).to_string(),
+        version: table.version(),
+        files: file_stats(table, id)?,
+        last_checkpoint: last_checkpoint(table, id).await?,
+        checkpoint_interval: config.checkpoint_interval().get(),
+        target_file_size: config.target_file_size().get(),
+    })
 }
 
 /// The version in `_delta_log/_last_checkpoint`, if the table has one.
@@ -734,36 +793,22 @@ async fn last_checkpoint(table: &DeltaTable, id: &TableId) -> Result<Option<u64>
     let path = ObjectPath::from("_delta_log/_last_checkpoint");
     match store.get(&path).await {
         Ok(r) => {
-            let bytes = r.bytes().await.map_err(|source| Error::ObjectStore {
-                location: format!("{}{path}", table.table_url()),
-                source,
-            })?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Usage(format!(
-                    "{id}: _delta_log/_last_checkpoint is not JSON: {e}"
-                ))
+            let bytes = r
+                .bytes()
+                .await
+                .map_err(|e| Error::store(format!("{}{path}", table.table_url()), e))?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptLog {
+                table: id.to_string(),
+                version: 0,
+                line: None,
+                reason: format!("_delta_log/_last_checkpoint is not JSON: {e}"),
             })?;
             Ok(v.get("version").and_then(Value::as_u64))
         }
         Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
-        Err(source) => Err(Error::ObjectStore {
-            location: format!("{}{path}", table.table_url()),
-            source,
-        }),
+        Err(e) => Err(Error::store(format!("{}{path}", table.table_url()), e)),
     }
 }
 
-macro_rules! into_future {
-    ($builder:ty, $out:ty) => {
-        impl IntoFuture for $builder {
-            type Output = Result<$out>;
-            type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
-
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.execute())
-            }
-        }
-    };
-}
-into_future!(OptimizeBuilder, OptimizeReport);
-into_future!(VacuumBuilder, VacuumReport);
+operation!(OptimizeBuilder => OptimizeReport);
+operation!(VacuumBuilder => VacuumReport);

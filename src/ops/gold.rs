@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDateTime};
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::compute::kernels::cmp::eq;
@@ -23,32 +24,19 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use deltalake::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use deltalake::kernel::scalars::ScalarExt;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{Action, Add, Transaction};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use futures::StreamExt;
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::catalog::TableId;
+use crate::catalog::{CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, TableId, TableSpec};
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, app_txn_version, partition_values};
-use crate::ops::refresh::{collect_sql, conform_batch, df, refresh_app_id, session};
-use crate::ops::target::{Target, abort_all, close_all, discard, join_writing};
+use crate::lake::{Lakehouse, app_txn_version, operation, partition_values, refresh_app_id};
+use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
+use crate::session::{collect_sql, conform_batch, df, session};
 
-/// Gold's partition column: the cutoff of the row's features.
-const CUTOFF: &str = "cutoff";
-
-/// The gold table `lake refresh gold` builds.
-pub const GOLD_FEATURES: &str = "gold.customer_item_features";
-/// Immediate retries of a gold commit that lost a race to a commit it does not conflict with
-/// (delta-rs's own default for its operations).
-const GOLD_COMMIT_RETRIES: usize = 15;
 /// The name the gold transform reads its silver snapshot by.
 const SOURCE: &str = "silver";
-/// Format of a cutoff, in the table and on the command line.
-pub const CUTOFF_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// What `lake refresh gold` did.
 #[derive(Debug, Clone, Serialize)]
@@ -82,41 +70,145 @@ pub enum Cutoffs {
     Monthly,
 }
 
+/// Builder for `lake refresh gold` (see [`Lakehouse::refresh_gold`]).
+pub struct RefreshGoldBuilder {
+    lake: Lakehouse,
+    cutoffs: Cutoffs,
+}
+
 impl Lakehouse {
-    /// Builds the gold features for `cutoffs` from the latest silver snapshot.
-    pub async fn refresh_gold(&self, cutoffs: Cutoffs) -> Result<GoldReport> {
-        let gold_id: TableId = GOLD_FEATURES.parse()?;
-        let spec = self.catalog().table(&gold_id)?.clone();
+    /// Builds the gold features for the cutoffs asked for ([`RefreshGoldBuilder::with_cutoffs`],
+    /// default [`Cutoffs::Latest`]) from the latest silver snapshot.
+    pub fn refresh_gold(&self) -> RefreshGoldBuilder {
+        RefreshGoldBuilder {
+            lake: self.clone(),
+            cutoffs: Cutoffs::default(),
+        }
+    }
+}
+
+impl RefreshGoldBuilder {
+    /// Which cutoffs to build.
+    pub fn with_cutoffs(mut self, cutoffs: Cutoffs) -> Self {
+        self.cutoffs = cutoffs;
+        self
+    }
+
+    async fn execute(self) -> Result<GoldReport> {
+        let gold = Gold::open(&self.lake).await?;
+        let cutoffs = gold.cutoffs(self.cutoffs).await?;
+        let mut report = GoldReport {
+            table: gold.id.to_string(),
+            source: gold.silver_id.to_string(),
+            source_version: gold.silver_version,
+            cutoffs: cutoffs.iter().map(|(_, name)| name.clone()).collect(),
+            rows: 0,
+            positives: 0,
+            version: None,
+        };
+        if gold.up_to_date(&report.cutoffs).await? {
+            return Ok(report);
+        }
+        let mut target = Target::of(&self.lake, &gold.id, &gold.table)?;
+        let mut staging = Staging::new([&target]);
+        let (rows, positives) = match gold.write(&cutoffs, &target, &mut staging).await {
+            Ok(counts) => counts,
+            Err(e) => return staging.fail(e).await,
+        };
+        staging.close().await?;
+        let metadata = json!({
+            "source": gold.silver_id.to_string(),
+            "source_version": gold.silver_version,
+            "cutoffs": report.cutoffs,
+            "label_window_days": gold.window.num_days(),
+            "rows": rows,
+            "positives": positives,
+        });
+        // The cutoffs' partitions are replaced: their current files go in the same commit.
+        let change = Change::Replace {
+            column: CUTOFF_COLUMN.to_string(),
+            values: report.cutoffs.clone(),
+        };
+        let app_id = refresh_app_id(&gold.silver_id);
+        let txn = Txn {
+            app_id: &app_id,
+            version: gold.silver_version as i64,
+            exactly_once: false,
+        };
+        let committed = target
+            .commit(staging.take(0), change, txn, "berserkr.gold", metadata)
+            .await?;
+        if let Committed::Version(v) = committed {
+            report.version = Some(v);
+        }
+        (report.rows, report.positives) = (rows, positives);
+        Ok(report)
+    }
+}
+operation!(RefreshGoldBuilder => GoldReport);
+
+/// A gold refresh's inputs: the gold table and its declaration, the silver snapshot it reads
+/// (registered in a session as [`SOURCE`]) and the label window.
+struct Gold<'a> {
+    lake: &'a Lakehouse,
+    id: TableId,
+    spec: TableSpec,
+    table: DeltaTable,
+    silver_id: TableId,
+    silver_version: u64,
+    window: Duration,
+    ctx: SessionContext,
+}
+
+impl<'a> Gold<'a> {
+    async fn open(lake: &'a Lakehouse) -> Result<Self> {
+        let id: TableId = GOLD_FEATURES.parse()?;
+        let spec = lake.catalog().table(&id)?.clone();
         let silver_id: TableId = spec
             .source
             .as_deref()
             .ok_or_else(|| Error::Catalog {
-                file: format!("tables/{}.toml", gold_id.path()),
+                file: format!("tables/{}.toml", id.path()),
                 message: "a gold table needs a source".into(),
             })?
             .parse()?;
-        let window = Duration::days(spec.label_window_days.unwrap_or(90));
-        let silver = self.current_table(&silver_id).await?;
+        let window = Duration::days(spec.label_window());
+        let silver = lake.current_table(&silver_id).await?;
         let silver_version = silver.version().unwrap_or(0);
-        let gold = self.current_table(&gold_id).await?;
-
+        let table = lake.current_table(&id).await?;
         let ctx = session();
         ctx.register_table(
             SOURCE,
             silver.table_provider().await.map_err(df(&silver_id))?,
         )
         .map_err(df(&silver_id))?;
+        Ok(Self {
+            lake,
+            id,
+            spec,
+            table,
+            silver_id,
+            silver_version,
+            window,
+            ctx,
+        })
+    }
+
+    /// The cutoffs asked for, each whole label window inside silver, with their names.
+    async fn cutoffs(&self, cutoffs: Cutoffs) -> Result<Vec<(NaiveDateTime, String)>> {
+        let silver_id = &self.silver_id;
         let bounds = collect_sql(
-            &ctx,
-            "SELECT min(InvoiceDate), max(InvoiceDate) FROM silver",
-            &silver_id,
+            &self.ctx,
+            &format!("SELECT min(InvoiceDate), max(InvoiceDate) FROM {SOURCE}"),
+            silver_id,
         )
         .await?;
         let (Some(first), Some(last)) = (timestamp(&bounds, 0), timestamp(&bounds, 1)) else {
-            return Err(Error::Usage(format!(
+            return Err(Error::Precondition(format!(
                 "{silver_id} is empty: run `berserkr lake refresh silver` after appending drops"
             )));
         };
+        let window = self.window;
         let mut cuts: Vec<NaiveDateTime> = match cutoffs {
             Cutoffs::Latest => vec![last - window],
             Cutoffs::At(v) => v,
@@ -125,147 +217,69 @@ impl Lakehouse {
         cuts.sort();
         cuts.dedup();
         if cuts.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(Error::Precondition(format!(
                 "no monthly cutoff fits: {silver_id} spans {first} .. {last}, the label window is {} days",
                 window.num_days()
             )));
         }
-        for c in &cuts {
-            if *c + window > last {
-                return Err(Error::Usage(format!(
-                    "cutoff {c} leaves its {}-day label window past the last silver row ({last}): its labels would be incomplete",
-                    window.num_days()
-                )));
-            }
+        if let Some(c) = cuts.iter().find(|c| **c + window > last) {
+            return Err(Error::InvalidArgument(format!(
+                "cutoff {c} leaves its {}-day label window past the last silver row ({last}): its labels would be incomplete",
+                window.num_days()
+            )));
         }
-        let names: Vec<String> = cuts
-            .iter()
-            .map(|c| c.format(CUTOFF_FORMAT).to_string())
-            .collect();
+        Ok(cuts
+            .into_iter()
+            .map(|c| (c, c.format(CUTOFF_FORMAT).to_string()))
+            .collect())
+    }
 
-        // Up to date: same silver version, every requested cutoff already there.
-        let app_id = refresh_app_id(&silver_id);
-        let done = app_txn_version(&gold, &gold_id, &app_id).await? == silver_version as i64;
-        if done {
-            let have = partition_values(&gold, &gold_id, CUTOFF)?;
-            if names.iter().all(|n| have.contains(n)) {
-                return Ok(GoldReport {
-                    table: gold_id.to_string(),
-                    source: silver_id.to_string(),
-                    source_version: silver_version,
-                    cutoffs: names,
-                    rows: 0,
-                    positives: 0,
-                    version: None,
-                });
-            }
+    /// True when gold reflects this silver version and holds every cutoff of `names`.
+    async fn up_to_date(&self, names: &[String]) -> Result<bool> {
+        let app_id = refresh_app_id(&self.silver_id);
+        if app_txn_version(&self.table, &self.id, &app_id).await? != self.silver_version as i64 {
+            return Ok(false);
         }
+        let have = partition_values(&self.table, &self.id, CUTOFF_COLUMN)?;
+        Ok(names.iter().all(|n| have.contains(n)))
+    }
 
-        let template = self
-            .catalog()
-            .sql(spec.transform.as_deref().unwrap_or_default())?;
+    /// Writes every cutoff's rows into new files held by `staging` (nothing is committed):
+    /// the rows and the rows whose label is 1.
+    async fn write(
+        &self,
+        cutoffs: &[(NaiveDateTime, String)],
+        target: &Target,
+        staging: &mut Staging,
+    ) -> Result<(u64, u64)> {
+        let file = self.spec.transform.as_deref().unwrap_or_default();
+        let template = self.lake.catalog().sql(file)?;
         let sql_at = |c: &NaiveDateTime| {
             template
                 .replace("${cutoff}", &c.format(CUTOFF_FORMAT).to_string())
                 .replace(
                     "${label_end}",
-                    &(*c + window).format(CUTOFF_FORMAT).to_string(),
+                    &(*c + self.window).format(CUTOFF_FORMAT).to_string(),
                 )
         };
-        let file = spec.transform.as_deref().unwrap_or_default();
         // The query reads silver several times (pairs, customers, labels; each cutoff again):
         // read the columns it uses once, into memory.
-        let first = Transform::parse(&sql_at(&cuts[0]), file, SOURCE)?;
-        let plan = first.plan(&ctx, &gold_id, false).await?;
-        load_into_memory(&ctx, SOURCE, plan, &silver_id).await?;
-        let schema = spec.arrow_schema();
+        let first = Transform::parse(&sql_at(&cutoffs[0].0), file, SOURCE)?;
+        let plan = first.plan(&self.ctx, &self.id, false).await?;
+        load_into_memory(&self.ctx, SOURCE, plan, &self.silver_id).await?;
+        let schema = self.spec.arrow_schema();
         // Each cutoff's rows stream from the query into Parquet writers (one per partition of
-        // the plan, so both cores encode); nothing is committed until every cutoff is written.
-        let mut target = Target::of(self, &gold_id, &gold)?;
-        let (mut adds, mut rows, mut positives) = (Vec::new(), 0u64, 0u64);
-        for (c, name) in cuts.iter().zip(&names) {
-            let written = async {
-                let plan = Transform::parse(&sql_at(c), file, SOURCE)?
-                    .plan(&ctx, &gold_id, true)
-                    .await?;
-                write_plan(&ctx, plan, &target, &schema, name).await
-            };
-            match written.await {
-                Ok((a, r, p)) => {
-                    adds.extend(a);
-                    rows += r;
-                    positives += p;
-                }
-                Err(e) => {
-                    discard(&target, &adds).await;
-                    return Err(e);
-                }
-            }
+        // the plan, so both cores encode).
+        let (mut rows, mut positives) = (0u64, 0u64);
+        for (c, name) in cutoffs {
+            let plan = Transform::parse(&sql_at(c), file, SOURCE)?
+                .plan(&self.ctx, &self.id, true)
+                .await?;
+            let (r, p) = write_plan(&self.ctx, plan, target, &schema, name, staging).await?;
+            rows += r;
+            positives += p;
         }
-        // The cutoffs' partitions are replaced: their current files go.
-        let removes = target
-            .state
-            .log_data()
-            .iter()
-            .filter(|f| {
-                f.partition_values_map()
-                    .remove(CUTOFF)
-                    .flatten()
-                    .is_some_and(|v| names.contains(&v))
-            })
-            .map(|f| Action::Remove(f.remove_action(true)))
-            .collect::<Vec<_>>();
-        let predicate = format!(
-            "cutoff IN ({})",
-            names
-                .iter()
-                .map(|n| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(&app_id, silver_version as i64))
-            .with_metadata([(
-                "berserkr.gold".to_string(),
-                json!({
-                    "source": silver_id.to_string(),
-                    "source_version": silver_version,
-                    "cutoffs": names,
-                    "label_window_days": window.num_days(),
-                    "rows": rows,
-                    "positives": positives,
-                }),
-            )]);
-        let actions = adds
-            .iter()
-            .cloned()
-            .map(Action::Add)
-            .chain(removes)
-            .collect();
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: None,
-            predicate: Some(predicate),
-        };
-        let version = match target
-            .commit(actions, operation, props, GOLD_COMMIT_RETRIES)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                discard(&target, &adds).await;
-                return Err(Error::delta(&gold_id, e));
-            }
-        };
-        Ok(GoldReport {
-            table: gold_id.to_string(),
-            source: silver_id.to_string(),
-            source_version: silver_version,
-            cutoffs: names,
-            rows,
-            positives,
-            version: Some(version),
-        })
+        Ok((rows, positives))
     }
 }
 
@@ -368,7 +382,8 @@ async fn write_plan(
     target: &Target,
     schema: &SchemaRef,
     cutoff: &str,
-) -> Result<(Vec<Add>, u64, u64)> {
+    staging: &mut Staging,
+) -> Result<(u64, u64)> {
     let id = &target.id;
     let index_of = |name: &str| {
         schema.index_of(name).map_err(|source| Error::Arrow {
@@ -376,7 +391,7 @@ async fn write_plan(
             source,
         })
     };
-    let (label, cutoff_at) = (index_of("label")?, index_of(CUTOFF)?);
+    let (label, cutoff_at) = (index_of("label")?, index_of(CUTOFF_COLUMN)?);
     let value = StringArray::from(vec![cutoff]);
     let table = id.to_string();
     let outside = move |message: String| Error::Query {
@@ -384,7 +399,7 @@ async fn write_plan(
         source: Box::new(DataFusionError::Execution(message)),
     };
     let partition: IndexMap<String, _> = [(
-        CUTOFF.to_string(),
+        CUTOFF_COLUMN.to_string(),
         ScalarExt::from_array(&value, 0)
             .ok_or_else(|| outside(format!("{cutoff:?} is no partition value")))?,
     )]
@@ -423,7 +438,7 @@ async fn write_plan(
                         })?;
                     if same.true_count() != batch.num_rows() {
                         return Err(outside(format!(
-                            "the query returned a row outside the partition {CUTOFF}={cutoff}"
+                            "the query returned a row outside the partition {CUTOFF_COLUMN}={cutoff}"
                         )));
                     }
                     writer
@@ -438,18 +453,10 @@ async fn write_plan(
         }));
     }
     let (writers, counts) = join_writing(tasks, &format!("writing {id}")).await;
-    let counts = match counts {
-        Ok(c) => c,
-        Err(e) => {
-            abort_all(writers).await;
-            return Err(e);
-        }
-    };
-    let (rows, positives) = counts
+    staging.hold(0, writers);
+    Ok(counts?
         .iter()
-        .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1));
-    let adds = close_all(writers).await.map_err(|e| Error::delta(id, e))?;
-    Ok((adds, rows, positives))
+        .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1)))
 }
 
 /// Replaces the table `name` of `ctx` by an in-memory copy of the columns `plan` reads of it.
@@ -610,7 +617,7 @@ mod tests {
                 .fields()
                 .iter()
                 .map(|f| match (f.name().as_str(), f.data_type()) {
-                    (CUTOFF, _) => Arc::new(StringArray::from(cutoffs.to_vec())) as ArrayRef,
+                    (CUTOFF_COLUMN, _) => Arc::new(StringArray::from(cutoffs.to_vec())) as ArrayRef,
                     (_, DataType::Utf8) => Arc::new(StringArray::from(vec!["85123A"; n])),
                     (_, t) => cast(&Int64Array::from(vec![0; n]), t).unwrap(),
                 })
@@ -631,7 +638,23 @@ mod tests {
                     .await
                     .unwrap()
                     .into_unoptimized_plan();
-                write_plan(ctx, plan, target, schema, "2011-09-01 00:00:00").await
+                let mut staging = Staging::new([target]);
+                match write_plan(
+                    ctx,
+                    plan,
+                    target,
+                    schema,
+                    "2011-09-01 00:00:00",
+                    &mut staging,
+                )
+                .await
+                {
+                    Ok((n, p)) => {
+                        staging.close().await.unwrap();
+                        Ok((staging.take(0), n, p))
+                    }
+                    Err(e) => staging.fail(e).await,
+                }
             }
         };
         // The table's data files, as its object store lists them.

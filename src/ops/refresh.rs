@@ -12,17 +12,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder};
 use deltalake::arrow::compute::kernels::boolean::{and, not};
 use deltalake::arrow::compute::{cast, filter, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
-use deltalake::datafusion::prelude::{Expr, ident, lit};
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::datafusion::prelude::{Expr, SessionContext, ident, lit};
 use deltalake::delta_datafusion::FileSelection;
-use deltalake::kernel::Add;
 use deltalake::operations::write::writer::DeltaWriter;
 use futures::StreamExt;
 use serde::Serialize;
@@ -30,9 +30,10 @@ use serde_json::json;
 
 use crate::catalog::{ExpectationAction, ExpectationSpec, TableId, TableSpec};
 use crate::error::{Error, Result};
-use crate::lake::Lakehouse;
+use crate::lake::{Lakehouse, log, operation, refresh_app_id};
 use crate::ops::dedupe::Seen;
-use crate::ops::target::{Committed, Target, abort_all, close_all, discard, join_writing};
+use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
+use crate::session::{collect_sql, conform_batch, conform_columns, df, session};
 
 /// What happened to one silver table.
 #[derive(Debug, Clone, Serialize)]
@@ -60,7 +61,7 @@ pub struct ExpectationCount {
     pub violations: u64,
 }
 
-/// What `lake refresh` did.
+/// What `lake refresh silver` did.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RefreshReport {
     /// Every refreshed table.
@@ -69,174 +70,294 @@ pub struct RefreshReport {
     pub expectations: BTreeMap<String, BTreeMap<String, ExpectationCount>>,
 }
 
-/// App id of the transaction recording the source version a table reflects.
-pub fn refresh_app_id(source: &TableId) -> String {
-    format!("berserkr.refresh.{source}")
-}
-
-/// A table written by a refresh: a declared silver table, or a quarantine table.
-struct Output<'a> {
-    spec: &'a TableSpec,
-    target: Target,
-    processed: Option<u64>,
-    quarantine_for: Option<&'a TableSpec>,
+/// Builder for `lake refresh silver` (see [`Lakehouse::refresh_silver`]).
+pub struct RefreshSilverBuilder {
+    lake: Lakehouse,
 }
 
 impl Lakehouse {
-    /// Refreshes every silver table from its source.
-    pub async fn refresh_silver(&self) -> Result<RefreshReport> {
+    /// Refreshes every silver table from its source: only the source versions a table has not
+    /// seen are read.
+    pub fn refresh_silver(&self) -> RefreshSilverBuilder {
+        RefreshSilverBuilder { lake: self.clone() }
+    }
+}
+
+impl RefreshSilverBuilder {
+    async fn execute(self) -> Result<RefreshReport> {
+        let lake = &self.lake;
         let mut groups: BTreeMap<TableId, Vec<&TableSpec>> = BTreeMap::new();
-        for spec in self.catalog().tables().filter(|t| t.layer == "silver") {
+        for spec in lake.catalog().tables().filter(|t| t.layer == "silver") {
             if let Some(src) = &spec.source {
                 groups.entry(src.parse()?).or_default().push(spec);
             }
         }
         let mut report = RefreshReport::default();
         for (source, specs) in groups {
-            self.refresh_from(&source, &specs, &mut report).await?;
+            refresh_source(lake, &source, &specs, &mut report).await?;
         }
         Ok(report)
     }
+}
+operation!(RefreshSilverBuilder => RefreshReport);
 
-    async fn refresh_from(
-        &self,
-        source_id: &TableId,
-        specs: &[&TableSpec],
-        report: &mut RefreshReport,
-    ) -> Result<()> {
-        let source = self.current_table(source_id).await?;
-        let to = source.version().unwrap_or(0);
-        let app_id = refresh_app_id(source_id);
-        let mut outputs: Vec<Output<'_>> = Vec::new();
-        for spec in specs {
-            let target = Target::open(self, &spec.id()).await?;
-            let processed = target.txn_version(&app_id).await?.map(|v| v as u64);
+/// A table written by a refresh: a declared silver table, or a quarantine table.
+struct Output<'a> {
+    spec: &'a TableSpec,
+    target: Target,
+    /// The source version it reflects (None: never refreshed).
+    processed: Option<u64>,
+    /// For a quarantine table, the table whose rules send rows here.
+    quarantine_for: Option<&'a TableSpec>,
+}
+
+impl Output<'_> {
+    /// The declaration whose transform, filter and rules decide this table's rows.
+    fn rules_spec(&self) -> &TableSpec {
+        self.quarantine_for.unwrap_or(self.spec)
+    }
+}
+
+/// Refreshes the tables of `specs` (and their quarantine tables) from `source_id`. Tables at
+/// the same source version are refreshed together (normally all of them).
+async fn refresh_source(
+    lake: &Lakehouse,
+    source_id: &TableId,
+    specs: &[&TableSpec],
+    report: &mut RefreshReport,
+) -> Result<()> {
+    let source = lake.current_table(source_id).await?;
+    let to = source.version().unwrap_or(0);
+    let app_id = refresh_app_id(source_id);
+    let mut outputs = open_outputs(lake, specs, &app_id).await?;
+    let mut levels: Vec<Option<u64>> = outputs.iter().map(|o| o.processed).collect();
+    levels.sort();
+    levels.dedup();
+    let mut counts_all = BTreeMap::new();
+    for from in levels {
+        let mut level: Vec<&mut Output<'_>> =
+            outputs.iter_mut().filter(|o| o.processed == from).collect();
+        if from == Some(to) {
+            for o in level {
+                report
+                    .tables
+                    .push(table_refresh(o, source_id, from, to, 0, None));
+            }
+            continue;
+        }
+        let range = Range {
+            source: &source,
+            source_id,
+            app_id: &app_id,
+            from,
+            to,
+        };
+        counts_all.extend(refresh_level(lake, &range, &mut level, report).await?);
+    }
+    if !counts_all.is_empty() {
+        report
+            .expectations
+            .insert(source_id.to_string(), counts_all);
+    }
+    Ok(())
+}
+
+/// The declared tables of `specs` and their quarantine tables, each with the source version it
+/// reflects.
+async fn open_outputs<'a>(
+    lake: &'a Lakehouse,
+    specs: &[&'a TableSpec],
+    app_id: &str,
+) -> Result<Vec<Output<'a>>> {
+    let mut outputs = Vec::new();
+    for &spec in specs {
+        let mut tables = vec![(spec, None)];
+        if let Some(q) = &spec.quarantine {
+            tables.push((lake.catalog().table(&q.parse()?)?, Some(spec)));
+        }
+        for (spec, quarantine_for) in tables {
+            let target = Target::open(lake, &spec.id()).await?;
+            let processed = target.txn_version(app_id).await?.map(|v| v as u64);
             outputs.push(Output {
                 spec,
                 target,
                 processed,
-                quarantine_for: None,
+                quarantine_for,
             });
-            if let Some(q) = &spec.quarantine {
-                let qid: TableId = q.parse()?;
-                let qspec = self.catalog().table(&qid)?;
-                let target = Target::open(self, &qid).await?;
-                let processed = target.txn_version(&app_id).await?.map(|v| v as u64);
-                outputs.push(Output {
-                    spec: qspec,
-                    target,
-                    processed,
-                    quarantine_for: Some(spec),
-                });
-            }
         }
-        // Tables at the same source version are refreshed together (normally all of them).
-        let mut levels: Vec<Option<u64>> = outputs.iter().map(|o| o.processed).collect();
-        levels.sort();
-        levels.dedup();
-        let mut counts_all = BTreeMap::new();
-        for from in levels {
-            let idx: Vec<usize> = (0..outputs.len())
-                .filter(|&i| outputs[i].processed == from)
-                .collect();
-            if from == Some(to) {
-                for &i in &idx {
-                    report.tables.push(TableRefresh {
-                        table: outputs[i].spec.id().to_string(),
-                        source: source_id.to_string(),
-                        from_source_version: from,
-                        to_source_version: to,
-                        rows: 0,
-                        version: None,
-                    });
-                }
-                continue;
-            }
-            let counts = self
-                .refresh_level(
-                    &source,
-                    source_id,
-                    from,
-                    to,
-                    &app_id,
-                    &mut outputs,
-                    &idx,
-                    report,
-                )
-                .await?;
-            counts_all.extend(counts);
-        }
-        if !counts_all.is_empty() {
-            report
-                .expectations
-                .insert(source_id.to_string(), counts_all);
-        }
-        Ok(())
     }
+    Ok(outputs)
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn refresh_level(
-        &self,
-        source: &deltalake::DeltaTable,
-        source_id: &TableId,
-        from: Option<u64>,
-        to: u64,
-        app_id: &str,
-        outputs: &mut [Output<'_>],
-        idx: &[usize],
-        report: &mut RefreshReport,
-    ) -> Result<BTreeMap<String, ExpectationCount>> {
-        let (files, source_rows) = added_files(source, source_id, from, to).await?;
-        let ctx = session();
-        // The source's new rows: only the files its commits after `from` added.
+fn table_refresh(
+    o: &Output<'_>,
+    source_id: &TableId,
+    from: Option<u64>,
+    to: u64,
+    rows: u64,
+    version: Option<u64>,
+) -> TableRefresh {
+    TableRefresh {
+        table: o.spec.id().to_string(),
+        source: source_id.to_string(),
+        from_source_version: from,
+        to_source_version: to,
+        rows,
+        version,
+    }
+}
+
+/// The source versions one refresh reads: those after `from`, up to `to`.
+struct Range<'a> {
+    source: &'a DeltaTable,
+    source_id: &'a TableId,
+    app_id: &'a str,
+    from: Option<u64>,
+    to: u64,
+}
+
+/// Refreshes `outputs` (all at `range.from`) with the source rows of `range`: one streaming
+/// pass that checks, routes and writes; then one commit per table.
+async fn refresh_level(
+    lake: &Lakehouse,
+    range: &Range<'_>,
+    outputs: &mut [&mut Output<'_>],
+    report: &mut RefreshReport,
+) -> Result<BTreeMap<String, ExpectationCount>> {
+    let (files, source_rows) =
+        added_files(range.source, range.source_id, range.from, range.to).await?;
+    let ctx = session();
+    let checked = CheckedRows::plan(lake, &ctx, range, &files, outputs).await?;
+    let routes = routes(&ctx, &checked, outputs, range.source_id, source_rows).await?;
+    let mut staging = Staging::new(outputs.iter().map(|o| &o.target));
+    let stats = match write_routes(
+        checked.frame,
+        &checked.rules,
+        routes,
+        outputs,
+        &mut staging,
+        range.source_id,
+    )
+    .await
+    {
+        Ok(stats) => stats,
+        Err(e) => return staging.fail(e).await,
+    };
+    let counts = checked.rules.counts(&stats);
+    if let Some(e) = checked.rules.failure(&stats, &checked.lead) {
+        return staging.fail(e).await;
+    }
+    // Every file is written before the first commit: a write that fails commits nothing.
+    staging.close().await?;
+    let meta = |rows: u64| {
+        json!({
+            "source": range.source_id.to_string(),
+            "from_source_version": range.from,
+            "to_source_version": range.to,
+            "source_files": files.len(),
+            "rows": rows,
+            "expectations": counts,
+        })
+    };
+    let txn = Txn {
+        app_id: range.app_id,
+        version: range.to as i64,
+        exactly_once: true,
+    };
+    for (r, o) in outputs.iter_mut().enumerate() {
+        let rows = stats.rows[r];
+        let adds = staging.take(r);
+        // Another refresh that committed the same range meanwhile did this work already.
+        let committed = o
+            .target
+            .commit(adds, Change::Append, txn, "berserkr.refresh", meta(rows))
+            .await;
+        let (version, rows) = match committed {
+            Ok(Committed::Version(v)) => (Some(v), rows),
+            Ok(Committed::AlreadyThere) => (None, 0),
+            Err(e) => return staging.fail(e).await,
+        };
+        o.processed = Some(range.to);
+        report.tables.push(table_refresh(
+            o,
+            range.source_id,
+            range.from,
+            range.to,
+            rows,
+            version,
+        ));
+    }
+    Ok(counts)
+}
+
+/// The typed source rows of one refresh with a verdict column per expectation and a flag
+/// column per table, as one query, and where those columns are.
+struct CheckedRows {
+    frame: DataFrame,
+    rules: RulePlan,
+    /// The declaration whose transform typed the rows.
+    lead: TableId,
+}
+
+impl CheckedRows {
+    /// Registers the new source rows (`bronze_new`: only the files the range's commits added)
+    /// and their typed form (`typed`) in `ctx`, and plans the checked query.
+    async fn plan(
+        lake: &Lakehouse,
+        ctx: &SessionContext,
+        range: &Range<'_>,
+        files: &[String],
+        outputs: &[&mut Output<'_>],
+    ) -> Result<Self> {
+        let source_id = range.source_id;
         let provider = if files.is_empty() {
-            let schema: SchemaRef = source
+            let schema: SchemaRef = range
+                .source
                 .snapshot()
                 .map_err(|e| Error::delta(source_id, e))?
                 .snapshot()
                 .arrow_schema();
             Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(df(source_id))?) as _
         } else {
-            source
+            range
+                .source
                 .table_provider()
-                .with_file_selection(FileSelection::from_file_paths(files.clone()))
+                .with_file_selection(FileSelection::from_file_paths(files.to_vec()))
                 .await
                 .map_err(df(source_id))?
         };
         ctx.register_table("bronze_new", provider)
             .map_err(df(source_id))?;
-
-        let lead = outputs[idx[0]]
-            .quarantine_for
-            .unwrap_or(outputs[idx[0]].spec);
+        let lead = outputs[0].rules_spec();
         let transform = lead.transform.as_deref().ok_or_else(|| Error::Catalog {
             file: format!("tables/{}.toml", lead.id().path()),
             message: "a silver table needs a transform".into(),
         })?;
-        let sql = self.catalog().sql(transform)?;
-        let typed = ctx.sql(sql).await.map_err(df(source_id))?;
+        let typed = ctx
+            .sql(lake.catalog().sql(transform)?)
+            .await
+            .map_err(df(source_id))?;
         ctx.register_table("typed", typed.into_view())
             .map_err(df(source_id))?;
 
         let mut rules: Vec<&ExpectationSpec> = Vec::new();
         for o in outputs.iter() {
-            let spec = o.quarantine_for.unwrap_or(o.spec);
-            for e in &spec.expectations {
+            for e in &o.rules_spec().expectations {
                 if !rules.iter().any(|r| r.name == e.name) {
                     rules.push(e);
                 }
             }
         }
-        // One pass over the typed rows: each rule's verdict and each table's filter become
-        // boolean columns, and every batch is routed to the tables' writers as it comes.
+        // Each rule's verdict and each table's filter become boolean columns, so every batch
+        // can be routed to the tables' writers as it comes.
         let mut select: Vec<String> = rules
             .iter()
             .enumerate()
             .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __ok_{i}", r.expr))
             .collect();
-        for &i in idx {
-            if outputs[i].quarantine_for.is_none() {
-                let filter = outputs[i].spec.filter.as_deref().unwrap_or("TRUE");
+        for (i, o) in outputs.iter().enumerate() {
+            if o.quarantine_for.is_none() {
+                let filter = o.spec.filter.as_deref().unwrap_or("TRUE");
                 select.push(format!("COALESCE(({filter}), FALSE) AS __in_{i}"));
             }
         }
@@ -245,20 +366,13 @@ impl Lakehouse {
         } else {
             format!("SELECT *, {} FROM typed", select.join(", "))
         };
-        let checked = ctx.sql(&checked_sql).await.map_err(df(source_id))?;
-        let checked_schema = checked.schema().as_arrow().clone();
-        let column = |name: &str| {
-            checked_schema
-                .index_of(name)
-                .map_err(|source| Error::Arrow {
-                    context: format!("typed rows of {source_id} (transform of {})", lead.id()),
-                    source,
-                })
-        };
-        let plan = RulePlan {
+        let frame = ctx.sql(&checked_sql).await.map_err(df(source_id))?;
+        let columns = Columns::of(&frame, source_id, &lead.id());
+        let rules = RulePlan {
             names: rules.iter().map(|r| r.name.clone()).collect(),
+            actions: rules.iter().map(|r| r.action).collect(),
             ok: (0..rules.len())
-                .map(|i| column(&format!("__ok_{i}")))
+                .map(|i| columns.index(&format!("__ok_{i}")))
                 .collect::<Result<_>>()?,
             drop: (0..rules.len())
                 .filter(|&i| rules[i].action == ExpectationAction::Drop)
@@ -266,173 +380,144 @@ impl Lakehouse {
             fail: (0..rules.len())
                 .filter(|&i| rules[i].action == ExpectationAction::Fail)
                 .collect(),
-            file: column("_source_file")?,
-            line: column("_source_line")?,
+            file: columns.index("_source_file")?,
+            line: columns.index("_source_line")?,
         };
-        let mut routes = Vec::new();
-        for &i in idx {
-            let o = &outputs[i];
-            let table = o.spec.id();
-            let schema = o.spec.arrow_schema();
-            let kind = match o.quarantine_for {
-                Some(_) => RouteKind::Quarantine {
-                    cols: o
-                        .spec
-                        .columns
-                        .iter()
-                        .map(|c| match c.name.as_str() {
-                            "rule" => Ok(None),
-                            name => column(name).map(Some),
-                        })
-                        .collect::<Result<_>>()?,
-                },
-                None => RouteKind::Table {
-                    flag: column(&format!("__in_{i}"))?,
-                    cols: o
-                        .spec
-                        .columns
-                        .iter()
-                        .map(|c| column(&c.name))
-                        .collect::<Result<_>>()?,
-                    dedupe: match o.spec.dedupe {
-                        false => None,
-                        true => {
-                            let seen = if o.target.state.log_data().iter().next().is_none() {
-                                Arc::new(Seen::new(&schema))
-                            } else {
-                                let bound = match &o.spec.dedupe_bounded_by {
-                                    Some(c) => Some(new_range(&ctx, c, o.spec, source_id).await?),
-                                    None => None,
-                                };
-                                dedupe_seen(&o.target, &schema, bound).await?
-                            };
-                            // At most every new source row is kept: room for them all at once.
-                            seen.expect(source_rows.unwrap_or(0));
-                            Some(seen)
-                        }
-                    },
-                },
-            };
-            routes.push(Route {
-                kind,
-                schema,
-                table,
-            });
-        }
-        let streams = checked
-            .execute_stream_partitioned()
-            .await
-            .map_err(df(source_id))?;
-        let (plan, routes) = (Arc::new(plan), Arc::new(routes));
-        let mut tasks = Vec::new();
-        for stream in streams {
-            let writers: Vec<DeltaWriter> =
-                idx.iter().map(|&i| outputs[i].target.writer()).collect();
-            let (plan, routes, source_id) = (plan.clone(), routes.clone(), source_id.clone());
-            tasks.push(tokio::spawn(async move {
-                route_partition(stream, &plan, &routes, writers, &source_id).await
-            }));
-        }
-        let (partitions, results) = join_writing(tasks, &format!("refresh of {source_id}")).await;
-        let mut per_route: Vec<Vec<DeltaWriter>> = idx.iter().map(|_| Vec::new()).collect();
-        for writers in partitions {
-            for (r, w) in writers.into_iter().enumerate() {
-                per_route[r].push(w);
-            }
-        }
-        let mut stats = PartStats::new(rules.len(), idx.len());
-        let mut error = None;
-        match results {
-            Ok(parts) => parts.into_iter().for_each(|p| stats.merge(p)),
-            Err(e) => error = Some(e),
-        }
-        let mut counts = BTreeMap::new();
-        for (i, rule) in rules.iter().enumerate() {
-            counts.insert(
-                rule.name.clone(),
-                ExpectationCount {
-                    action: rule.action,
-                    violations: stats.violations[i],
-                },
-            );
-        }
-        if error.is_none()
-            && let Some(&i) = plan.fail.iter().find(|&&i| stats.violations[i] > 0)
-        {
-            error = Some(Error::ExpectationFailed {
-                table: lead.id().to_string(),
-                rule: rules[i].name.clone(),
-                violations: stats.violations[i],
-                first: stats.first_fail[i]
-                    .as_ref()
-                    .map(|(f, l)| format!("{f} line {l}"))
-                    .unwrap_or_default(),
-            });
-        }
-        if let Some(e) = error {
-            for w in per_route {
-                abort_all(w).await;
-            }
-            return Err(e);
-        }
-        // Every file is written before the first commit: a write that fails commits nothing.
-        let mut adds: Vec<Vec<Add>> = Vec::new();
-        let mut per_route = per_route.into_iter();
-        while let Some(w) = per_route.next() {
-            match close_all(w).await {
-                Ok(a) => adds.push(a),
-                Err(e) => {
-                    for w in per_route {
-                        abort_all(w).await;
-                    }
-                    for (r, a) in adds.iter().enumerate() {
-                        discard(&outputs[idx[r]].target, a).await;
-                    }
-                    return Err(Error::delta(&routes[adds.len()].table, e));
-                }
-            }
-        }
-        let meta = |rows: u64| {
-            json!({
-                "source": source_id.to_string(),
-                "from_source_version": from,
-                "to_source_version": to,
-                "source_files": files.len(),
-                "rows": rows,
-                "expectations": counts,
-            })
-        };
-        let mut adds = adds.into_iter().enumerate();
-        while let Some((r, a)) = adds.next() {
-            let o = &mut outputs[idx[r]];
-            let rows = stats.rows[r];
-            // Another refresh that committed the same range meanwhile did this work already.
-            let committed = o
-                .target
-                .commit_append(a, app_id, to as i64, "berserkr.refresh", meta(rows))
-                .await;
-            let (version, rows) = match committed {
-                Ok(Committed::Version(v)) => (Some(v), rows),
-                Ok(Committed::AlreadyThere) => (None, 0),
-                Err(e) => {
-                    for (r, a) in adds {
-                        discard(&outputs[idx[r]].target, &a).await;
-                    }
-                    return Err(e);
-                }
-            };
-            o.processed = Some(to);
-            report.tables.push(TableRefresh {
-                table: o.spec.id().to_string(),
-                source: source_id.to_string(),
-                from_source_version: from,
-                to_source_version: to,
-                rows,
-                version,
-            });
-        }
-        Ok(counts)
+        Ok(Self {
+            frame,
+            rules,
+            lead: lead.id(),
+        })
     }
+}
+
+/// Column positions in the checked rows, with errors naming the source and the transform.
+struct Columns {
+    schema: deltalake::arrow::datatypes::Schema,
+    context: String,
+}
+
+impl Columns {
+    fn of(frame: &DataFrame, source_id: &TableId, lead: &TableId) -> Self {
+        Self {
+            schema: frame.schema().as_arrow().clone(),
+            context: format!("typed rows of {source_id} (transform of {lead})"),
+        }
+    }
+
+    fn index(&self, name: &str) -> Result<usize> {
+        self.schema.index_of(name).map_err(|source| Error::Arrow {
+            context: self.context.clone(),
+            source,
+        })
+    }
+}
+
+/// Where each output's rows come from in the checked rows (and, for a deduplicated table, the
+/// rows it holds already).
+async fn routes(
+    ctx: &SessionContext,
+    checked: &CheckedRows,
+    outputs: &[&mut Output<'_>],
+    source_id: &TableId,
+    source_rows: Option<u64>,
+) -> Result<Vec<Route>> {
+    let columns = Columns::of(&checked.frame, source_id, &checked.lead);
+    let mut routes = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let table = o.spec.id();
+        let schema = o.spec.arrow_schema();
+        let kind = match o.quarantine_for {
+            Some(_) => RouteKind::Quarantine {
+                cols: o
+                    .spec
+                    .columns
+                    .iter()
+                    .map(|c| match c.name.as_str() {
+                        "rule" => Ok(None),
+                        name => columns.index(name).map(Some),
+                    })
+                    .collect::<Result<_>>()?,
+            },
+            None => RouteKind::Table {
+                flag: columns.index(&format!("__in_{i}"))?,
+                cols: o
+                    .spec
+                    .columns
+                    .iter()
+                    .map(|c| columns.index(&c.name))
+                    .collect::<Result<_>>()?,
+                dedupe: match o.spec.dedupe {
+                    false => None,
+                    true => Some(seen_rows(ctx, o, &schema, source_id, source_rows).await?),
+                },
+            },
+        };
+        routes.push(Route {
+            kind,
+            schema,
+            table,
+        });
+    }
+    Ok(routes)
+}
+
+/// The row hashes a deduplicated output holds already, with room for every new source row.
+async fn seen_rows(
+    ctx: &SessionContext,
+    o: &Output<'_>,
+    schema: &SchemaRef,
+    source_id: &TableId,
+    source_rows: Option<u64>,
+) -> Result<Arc<Seen>> {
+    let seen = if o.target.state.log_data().iter().next().is_none() {
+        Arc::new(Seen::new(schema))
+    } else {
+        let bound = match &o.spec.dedupe_bounded_by {
+            Some(c) => Some(new_range(ctx, c, o.spec, source_id).await?),
+            None => None,
+        };
+        dedupe_seen(&o.target, schema, bound).await?
+    };
+    // At most every new source row is kept: room for them all at once.
+    seen.expect(source_rows.unwrap_or(0));
+    Ok(seen)
+}
+
+/// Streams the checked rows, one task per partition, each routing its batches to its own
+/// writers of every output; the writers end up in `staging` whatever happens.
+async fn write_routes(
+    frame: DataFrame,
+    rules: &RulePlan,
+    routes: Vec<Route>,
+    outputs: &[&mut Output<'_>],
+    staging: &mut Staging,
+    source_id: &TableId,
+) -> Result<PartStats> {
+    let streams = frame
+        .execute_stream_partitioned()
+        .await
+        .map_err(df(source_id))?;
+    let (plan, routes) = (Arc::new(rules.clone()), Arc::new(routes));
+    let mut tasks = Vec::new();
+    for stream in streams {
+        let writers: Vec<DeltaWriter> = outputs.iter().map(|o| o.target.writer()).collect();
+        let (plan, routes, source_id) = (plan.clone(), routes.clone(), source_id.clone());
+        tasks.push(tokio::spawn(async move {
+            route_partition(stream, &plan, &routes, writers, &source_id).await
+        }));
+    }
+    let (partitions, results) = join_writing(tasks, &format!("refresh of {source_id}")).await;
+    for writers in partitions {
+        for (r, w) in writers.into_iter().enumerate() {
+            staging.hold(r, [w]);
+        }
+    }
+    let mut stats = PartStats::new(rules.ok.len(), outputs.len());
+    for p in results? {
+        stats.merge(p);
+    }
+    Ok(stats)
 }
 
 /// The rows a deduplicated table holds already, as row hashes (see [`Seen`]); with
@@ -444,10 +529,10 @@ async fn dedupe_seen(
 ) -> Result<Arc<Seen>> {
     let id = &target.id;
     let seen = Arc::new(Seen::new(schema));
-    let mut config = session_config();
+    let mut config = crate::session::config();
     // Rows outside the range are dropped after reading only the bounding column.
     config.options_mut().execution.parquet.pushdown_filters = true;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = crate::session::with_config(config);
     let cols: Vec<Expr> = schema.fields().iter().map(|f| ident(f.name())).collect();
     let mut existing = ctx.read_table(target.provider().await?).map_err(df(id))?;
     match bound {
@@ -517,8 +602,10 @@ async fn new_range(
 }
 
 /// Where the expectations' verdicts are in a checked batch.
+#[derive(Clone)]
 struct RulePlan {
     names: Vec<String>,
+    actions: Vec<ExpectationAction>,
     /// Column of each rule's verdict.
     ok: Vec<usize>,
     /// Rules (indices) whose violations go to quarantine.
@@ -527,6 +614,34 @@ struct RulePlan {
     fail: Vec<usize>,
     file: usize,
     line: usize,
+}
+
+impl RulePlan {
+    /// Violations per rule.
+    fn counts(&self, stats: &PartStats) -> BTreeMap<String, ExpectationCount> {
+        self.names
+            .iter()
+            .zip(&self.actions)
+            .zip(&stats.violations)
+            .map(|((name, &action), &violations)| {
+                (name.clone(), ExpectationCount { action, violations })
+            })
+            .collect()
+    }
+
+    /// The error of the first `fail` rule some row violated, if any.
+    fn failure(&self, stats: &PartStats, table: &TableId) -> Option<Error> {
+        let &i = self.fail.iter().find(|&&i| stats.violations[i] > 0)?;
+        Some(Error::ExpectationFailed {
+            table: table.to_string(),
+            rule: self.names[i].clone(),
+            violations: stats.violations[i],
+            first: stats.first_fail[i]
+                .as_ref()
+                .map(|(f, l)| format!("{f} line {l}"))
+                .unwrap_or_default(),
+        })
+    }
 }
 
 /// One table a refresh writes, and which checked rows go there.
@@ -718,76 +833,6 @@ async fn route_batch(
     Ok(())
 }
 
-/// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not
-/// `invoiceno`), and knows the Spark functions DataFusion lacks, so the same SQL runs on both.
-pub(crate) fn session() -> SessionContext {
-    let ctx = SessionContext::new_with_config(session_config());
-    crate::ops::spark::register(&ctx);
-    ctx
-}
-
-/// The configuration of [`session`]: one partition per core, identifiers' case kept, joins as
-/// written.
-fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    // Our SQL names the build side of each join (the left input): statistics-driven swapping
-    // guessed wrong on gold, holding its 1.5M pairs in a hash table instead of streaming them.
-    config.options_mut().optimizer.join_reordering = false;
-    config
-}
-
-pub(crate) fn df(
-    table: &TableId,
-) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error + '_ {
-    move |e| Error::Query {
-        table: table.to_string(),
-        source: Box::new(e),
-    }
-}
-
-pub(crate) async fn collect_sql(
-    ctx: &SessionContext,
-    sql: &str,
-    table: &TableId,
-) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(df(table))?
-        .collect()
-        .await
-        .map_err(df(table))
-}
-
-/// Casts a batch to the table's Arrow schema (SQL yields nullable fields, and may yield other
-/// timestamp units or string layouts; the table wants its own, and `try_new` checks nullability).
-pub(crate) fn conform_batch(
-    batch: RecordBatch,
-    schema: &SchemaRef,
-    table: &TableId,
-) -> Result<RecordBatch> {
-    conform_columns(batch.columns().to_vec(), schema, table)
-}
-
-fn conform_columns(
-    columns: Vec<ArrayRef>,
-    schema: &SchemaRef,
-    table: &TableId,
-) -> Result<RecordBatch> {
-    let cols = schema
-        .fields()
-        .iter()
-        .zip(&columns)
-        .map(|(f, c)| cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|cols| RecordBatch::try_new(schema.clone(), cols));
-    cols.map_err(|source| Error::Arrow {
-        context: format!("rows for {table}"),
-        source,
-    })
-}
-
 /// The row count of a file's statistics in the log (its minimum and maximum values skipped).
 #[derive(serde::Deserialize)]
 struct RowCount {
@@ -798,51 +843,34 @@ struct RowCount {
 /// Data files the source's commits after `from` (up to `to`) added, and the rows they hold (None
 /// when an added file's statistics do not say).
 async fn added_files(
-    source: &deltalake::DeltaTable,
+    source: &DeltaTable,
     id: &TableId,
     from: Option<u64>,
     to: u64,
 ) -> Result<(Vec<String>, Option<u64>)> {
-    let log_store = source.log_store();
     let start = from.map_or(0, |v| v + 1);
     let mut files = Vec::new();
     let mut rows = Some(0u64);
-    for v in start..=to {
-        let bytes = log_store
-            .read_commit_entry(v)
-            .await
-            .map_err(|e| Error::delta(id, e))?
-            .ok_or_else(|| Error::IncrementalUnavailable {
+    for (v, commit) in log::read_commits(&source.log_store(), id, start, to).await? {
+        let commit = commit.ok_or_else(|| Error::IncrementalUnavailable {
+            table: id.to_string(),
+            version: v,
+            reason: "has no log entry any more (log retention)".into(),
+        })?;
+        if commit.removes().any(|r| r.data_change) {
+            return Err(Error::IncrementalUnavailable {
                 table: id.to_string(),
                 version: v,
-                reason: "has no log entry any more (log retention)".into(),
-            })?;
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let action: serde_json::Value =
-                serde_json::from_slice(line).map_err(|e| Error::IncrementalUnavailable {
-                    table: id.to_string(),
-                    version: v,
-                    reason: format!("has an unreadable log entry ({e})"),
-                })?;
-            let data_change =
-                |a: &serde_json::Value| a.get("dataChange").and_then(|d| d.as_bool()) == Some(true);
-            if let Some(add) = action.get("add").filter(|a| data_change(a)) {
-                if let Some(p) = add.get("path").and_then(|p| p.as_str()) {
-                    files.push(p.to_string());
-                    let n = add
-                        .get("stats")
-                        .and_then(|s| s.as_str())
-                        .and_then(|s| serde_json::from_str::<RowCount>(s).ok());
-                    rows = rows.zip(n).map(|(a, b)| a + b.num_records);
-                }
-            } else if action.get("remove").is_some_and(data_change) {
-                return Err(Error::IncrementalUnavailable {
-                    table: id.to_string(),
-                    version: v,
-                    reason: "deletes rows (an incremental refresh needs an append-only source)"
-                        .into(),
-                });
-            }
+                reason: "deletes rows (an incremental refresh needs an append-only source)".into(),
+            });
+        }
+        for add in commit.adds().filter(|a| a.data_change) {
+            files.push(add.path.clone());
+            let n = add
+                .stats
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<RowCount>(s).ok());
+            rows = rows.zip(n).map(|(a, b)| a + b.num_records);
         }
     }
     Ok((files, rows))
@@ -854,6 +882,18 @@ mod tests {
 
     use super::*;
     use crate::ops::target::Target;
+
+    async fn commit_append(target: &mut Target, adds: Vec<Add>, app: &str) {
+        let txn = Txn {
+            app_id: app,
+            version: 1,
+            exactly_once: true,
+        };
+        target
+            .commit(adds, Change::Append, txn, "test", serde_json::json!({}))
+            .await
+            .unwrap();
+    }
 
     /// The new files' row counts come from their statistics in the log; one file without
     /// statistics makes the count unknown, not short.
@@ -880,11 +920,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let app = format!("t{v}");
-            target
-                .commit_append(adds, &app, 1, "test", serde_json::json!({}))
-                .await
-                .unwrap();
+            commit_append(&mut target, adds, &format!("t{v}")).await;
         }
         let table = lake.table(&id).await.unwrap();
         let files = |from, to| added_files(&table, &id, from, to);

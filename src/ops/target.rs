@@ -73,15 +73,14 @@ impl Target {
 
     /// Commits `actions` as `operation` on this target's snapshot and moves the snapshot to the
     /// new version. The files of the actions are left alone: on an error the caller decides.
-    pub(crate) async fn commit(
+    async fn commit_actions(
         &mut self,
         actions: Vec<Action>,
         operation: DeltaOperation,
         props: CommitProperties,
-        max_retries: usize,
     ) -> std::result::Result<u64, DeltaTableError> {
         let finalized = CommitBuilder::from(props)
-            .with_max_retries(max_retries)
+            .with_max_retries(COMMIT_RETRIES_PER_ATTEMPT)
             .with_actions(actions)
             .build(Some(&self.state), self.log_store.clone(), operation)
             .await?;
@@ -110,7 +109,7 @@ impl Target {
         Ok(v)
     }
 
-    /// A Parquet writer for new files of this table (not committed until [`Self::commit_append`]).
+    /// A Parquet writer for new files of this table (not committed until [`Self::commit`]).
     pub(crate) fn writer(&self) -> DeltaWriter {
         let config = self.state.table_config();
         let schema = self.state.snapshot().arrow_schema();
@@ -177,30 +176,51 @@ impl Target {
         DeltaWriter::new(self.log_store.object_store(None), wc)
     }
 
-    /// Commits `adds` as one append carrying the application transaction `app_id` at
-    /// `txn_version` and `metadata` under `key` in the commit info.
+    /// Commits `adds` as one commit carrying the application transaction `txn` and `metadata`
+    /// under `key` in the commit info: an append, or the replacement of whole partitions
+    /// ([`Change::Replace`]: their current files are removed in the same commit).
     ///
     /// Concurrent writers are expected: delta-rs resolves a lost race against commits that do
-    /// not conflict (other appends) a few times at once; when the table keeps moving, this
-    /// waits with exponential backoff and full jitter, refreshes the snapshot and tries again,
-    /// up to [`COMMIT_ATTEMPTS`] rounds. When another writer committed the same application
-    /// transaction meanwhile (the same drop), the files are deleted and
-    /// [`Committed::AlreadyThere`] is returned. On every error the files are deleted: a writer
-    /// that gives up leaves nothing behind but what vacuum would remove anyway.
-    pub(crate) async fn commit_append(
+    /// not conflict (other appends, other partitions) a few times at once; when the table keeps
+    /// moving, this waits with exponential backoff and full jitter, refreshes the snapshot
+    /// (recomputing the files a replacement removes) and tries again, up to
+    /// [`COMMIT_ATTEMPTS`] rounds. With [`Txn::exactly_once`], a transaction already at or past
+    /// `txn.version` (an earlier run that died before its next step, or another writer of the
+    /// same drop) means the work is done: the files are deleted and [`Committed::AlreadyThere`]
+    /// is returned. On every error the files are deleted: a writer that gives up leaves nothing
+    /// behind but what vacuum would remove anyway. After the commit, the table's symlink
+    /// manifests are brought up to date when it asks for them.
+    pub(crate) async fn commit(
         &mut self,
         adds: Vec<Add>,
-        app_id: &str,
-        txn_version: i64,
+        change: Change,
+        txn: Txn<'_>,
+        key: &str,
+        metadata: serde_json::Value,
+    ) -> Result<Committed> {
+        let committed = self.commit_files(&adds, &change, &txn, key, metadata).await;
+        if !matches!(committed, Ok(Committed::Version(_))) {
+            self.discard(&adds).await;
+        }
+        let committed = committed?;
+        if let Committed::Version(_) = committed {
+            crate::lake::manifest::write_if_enabled(&self.id, &self.log_store, &self.state).await?;
+        }
+        Ok(committed)
+    }
+
+    async fn commit_files(
+        &mut self,
+        adds: &[Add],
+        change: &Change,
+        txn: &Txn<'_>,
         key: &str,
         metadata: serde_json::Value,
     ) -> Result<Committed> {
         let mut last_error = String::new();
-        let before = self.txn_version(app_id).await?;
-        if before >= Some(txn_version) {
-            // Already committed (by an earlier run that died before its next step, or by another
-            // writer this snapshot has seen): committing again would duplicate the rows.
-            discard(self, &adds).await;
+        let before = self.txn_version(txn.app_id).await?;
+        if txn.exactly_once && before >= Some(txn.version) {
+            // Already committed: committing again would duplicate the rows.
             return Ok(Committed::AlreadyThere);
         }
         let attempts = commit_attempts();
@@ -208,64 +228,132 @@ impl Target {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
                 self.txns.lock().expect("txn cache").clear();
-                if let Err(e) = self.state.update(self.log_store.as_ref(), None).await {
-                    discard(self, &adds).await;
-                    return Err(Error::delta(&self.id, e));
-                }
-                let now = self.txn_version(app_id).await?;
+                self.state
+                    .update(self.log_store.as_ref(), None)
+                    .await
+                    .map_err(|e| Error::delta(&self.id, e))?;
+                let now = self.txn_version(txn.app_id).await?;
                 if now != before {
-                    discard(self, &adds).await;
-                    if now >= Some(txn_version) {
+                    if txn.exactly_once && now >= Some(txn.version) {
                         return Ok(Committed::AlreadyThere);
                     }
                     return Err(Error::CommitGaveUp {
                         table: self.id.to_string(),
                         attempts: attempt,
                         last_error: format!(
-                            "another writer moved {app_id} from {before:?} to {now:?} meanwhile"
+                            "another writer moved {} from {before:?} to {now:?} meanwhile",
+                            txn.app_id
                         ),
                     });
                 }
             }
             let props = CommitProperties::default()
-                .with_application_transaction(Transaction::new(app_id, txn_version))
+                .with_application_transaction(Transaction::new(txn.app_id, txn.version))
                 .with_metadata([(key.to_string(), metadata.clone())]);
             let previous = self.state.version();
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
+            let (operation, removes) = match change {
+                Change::Append => (
+                    DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                    Vec::new(),
+                ),
+                Change::Replace { column, values } => (
+                    DeltaOperation::Write {
+                        mode: SaveMode::Overwrite,
+                        partition_by: None,
+                        predicate: Some(format!(
+                            "{column} IN ({})",
+                            values
+                                .iter()
+                                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    },
+                    self.partition_files(column, values),
+                ),
             };
-            let actions = adds.iter().cloned().map(Action::Add).collect();
-            match self
-                .commit(actions, operation, props, COMMIT_RETRIES_PER_ATTEMPT)
-                .await
-            {
+            let actions = adds
+                .iter()
+                .cloned()
+                .map(Action::Add)
+                .chain(removes)
+                .collect();
+            match self.commit_actions(actions, operation, props).await {
                 Ok(version) => {
                     let mut txns = self.txns.lock().expect("txn cache");
                     if version != previous + 1 {
                         txns.clear(); // other writers' commits came in too
                     }
-                    txns.insert(app_id.to_string(), Some(txn_version));
+                    txns.insert(txn.app_id.to_string(), Some(txn.version));
                     return Ok(Committed::Version(version));
                 }
                 Err(e) if is_retryable(&e) => last_error = e.to_string(),
-                Err(e) => {
-                    discard(self, &adds).await;
-                    return Err(Error::delta(&self.id, e));
-                }
+                Err(e) => return Err(Error::delta(&self.id, e)),
             }
         }
-        discard(self, &adds).await;
         Err(Error::CommitGaveUp {
             table: self.id.to_string(),
             attempts,
             last_error,
         })
     }
+
+    /// Remove actions for the files of the partitions `column` in `values`, in this snapshot.
+    fn partition_files(&self, column: &str, values: &[String]) -> Vec<Action> {
+        self.state
+            .log_data()
+            .iter()
+            .filter(|f| {
+                f.partition_values_map()
+                    .remove(column)
+                    .flatten()
+                    .is_some_and(|v| values.contains(&v))
+            })
+            .map(|f| Action::Remove(f.remove_action(true)))
+            .collect()
+    }
+
+    /// Deletes data files that were written but will not be committed (best effort: an orphan
+    /// file is harmless, no snapshot references it, and vacuum removes it).
+    pub(crate) async fn discard(&self, adds: &[Add]) {
+        discard_files(&self.log_store, adds).await;
+    }
 }
 
-/// What [`Target::commit_append`] did.
+/// What a commit changes besides adding its files.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Nothing: the files are appended.
+    Append,
+    /// The partitions where `column` is one of `values` are replaced: their current files are
+    /// removed in the same commit.
+    Replace {
+        /// The partition column.
+        column: String,
+        /// The partitions' values.
+        values: Vec<String>,
+    },
+}
+
+/// The application transaction a commit carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Txn<'a> {
+    /// Its app id.
+    pub(crate) app_id: &'a str,
+    /// Its version.
+    pub(crate) version: i64,
+    /// When the log already has this app id at `version` or later, the work is done: nothing
+    /// is committed (a drop, a refresh of a source range, a model's scores of a version). When
+    /// false the transaction only records what the commit reflects (gold's silver version),
+    /// and another writer moving it meanwhile stops the commit.
+    pub(crate) exactly_once: bool,
+}
+
+/// What [`Target::commit`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Committed {
     /// Committed as this version.
@@ -376,7 +464,9 @@ impl WriterPool {
         match error {
             None => Ok(writers),
             Some(e) => {
-                abort_all(writers).await;
+                for w in writers {
+                    let _ = w.abort().await;
+                }
                 Err(e)
             }
         }
@@ -410,31 +500,98 @@ pub(crate) async fn join_writing<W, T>(
     (writers, error.map_or(Ok(results), Err))
 }
 
-pub(crate) async fn abort_all(writers: Vec<DeltaWriter>) {
-    for w in writers {
-        let _ = w.abort().await;
-    }
+/// Files being written for one or several tables and not committed yet: the writers still open
+/// and the files already closed, per table.
+///
+/// Every write path holds its writers here, so failure is handled one way: [`Staging::discard`]
+/// aborts the open writers and deletes the closed files of every table, and [`Staging::close`]
+/// either closes every writer or (on the first error) discards everything. Committed files are
+/// taken out table by table ([`Staging::take`]); [`Target::commit`] deletes its own files when
+/// it fails.
+pub(crate) struct Staging {
+    tables: Vec<Staged>,
 }
 
-pub(crate) async fn close_all(writers: Vec<DeltaWriter>) -> Result<Vec<Add>, DeltaTableError> {
-    let mut adds = Vec::new();
-    let mut writers = writers.into_iter();
-    while let Some(w) = writers.next() {
-        match w.close().await {
-            Ok(a) => adds.extend(a),
-            Err(e) => {
-                abort_all(writers.collect()).await;
-                return Err(e);
-            }
+struct Staged {
+    id: TableId,
+    log_store: LogStoreRef,
+    open: Vec<DeltaWriter>,
+    closed: Vec<Add>,
+}
+
+impl Staging {
+    /// Staging for the tables of `targets`; slot `i` is `targets[i]`'s.
+    pub(crate) fn new<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Self {
+        Self {
+            tables: targets
+                .into_iter()
+                .map(|t| Staged {
+                    id: t.id.clone(),
+                    log_store: t.log_store.clone(),
+                    open: Vec::new(),
+                    closed: Vec::new(),
+                })
+                .collect(),
         }
     }
-    Ok(adds)
+
+    /// Holds `writers` of the table in `slot` until [`Self::close`] or [`Self::discard`].
+    pub(crate) fn hold(&mut self, slot: usize, writers: impl IntoIterator<Item = DeltaWriter>) {
+        self.tables[slot].open.extend(writers);
+    }
+
+    /// Closes every open writer into files. On the first failure every writer is aborted, every
+    /// file of every table deleted, and the error returned.
+    pub(crate) async fn close(&mut self) -> Result<()> {
+        for i in 0..self.tables.len() {
+            let writers = std::mem::take(&mut self.tables[i].open);
+            let mut writers = writers.into_iter();
+            while let Some(w) = writers.next() {
+                match w.close().await {
+                    Ok(adds) => self.tables[i].closed.extend(adds),
+                    Err(e) => {
+                        self.tables[i].open.extend(writers);
+                        let id = self.tables[i].id.clone();
+                        self.discard_all().await;
+                        return Err(Error::delta(&id, e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The closed files of the table in `slot`, for its commit (they leave the staging).
+    pub(crate) fn take(&mut self, slot: usize) -> Vec<Add> {
+        std::mem::take(&mut self.tables[slot].closed)
+    }
+
+    /// Aborts every open writer and deletes every closed file, of every table.
+    pub(crate) async fn discard(mut self) {
+        self.discard_all().await;
+    }
+
+    /// [`Self::discard`], then `Err(error)`.
+    pub(crate) async fn fail<T>(self, error: Error) -> Result<T> {
+        self.discard().await;
+        Err(error)
+    }
+
+    async fn discard_all(&mut self) {
+        for t in &mut self.tables {
+            for w in t.open.drain(..) {
+                let _ = w.abort().await;
+            }
+            discard_files(&t.log_store, &t.closed).await;
+            t.closed.clear();
+        }
+    }
 }
 
 /// Deletes data files that were written but will not be committed (best effort: an orphan
 /// file is harmless, no snapshot references it, and vacuum removes it).
-pub(crate) async fn discard(target: &Target, adds: &[Add]) {
-    let store = target.log_store.object_store(None);
+async fn discard_files(log_store: &LogStoreRef, adds: &[Add]) {
+    let store = log_store.object_store(None);
     for a in adds {
         if let Ok(path) = deltalake::Path::parse(&a.path) {
             let _ = deltalake::logstore::object_store::ObjectStoreExt::delete(&store, &path).await;
@@ -506,6 +663,14 @@ mod tests {
         );
     }
 
+    fn txn(app_id: &str, version: i64) -> Txn<'_> {
+        Txn {
+            app_id,
+            version,
+            exactly_once: true,
+        }
+    }
+
     async fn fake_file(lake: &Lakehouse, id: &TableId, name: &str) -> (Add, std::path::PathBuf) {
         let path = lake.table_url(id).to_file_path().unwrap().join(name);
         std::fs::write(&path, b"not committed").unwrap();
@@ -532,13 +697,25 @@ mod tests {
         let before = other.version();
         // Another writer moves the application transaction meanwhile.
         let done = other
-            .commit_append(vec![], "app", 1, "test", serde_json::json!({}))
+            .commit(
+                vec![],
+                Change::Append,
+                txn("app", 1),
+                "test",
+                serde_json::json!({}),
+            )
             .await
             .unwrap();
         assert_eq!(done, Committed::Version(before + 1));
         let (add, path) = fake_file(&lake, &id, "part-gives-up.parquet").await;
         let e = stale
-            .commit_append(vec![add], "app", 2, "test", serde_json::json!({}))
+            .commit(
+                vec![add],
+                Change::Append,
+                txn("app", 2),
+                "test",
+                serde_json::json!({}),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, Error::CommitGaveUp { .. }), "{e}");
@@ -554,12 +731,24 @@ mod tests {
         let mut stale = Target::open(&lake, &id).await.unwrap();
         let mut other = Target::open(&lake, &id).await.unwrap();
         other
-            .commit_append(vec![], "drop", 1, "test", serde_json::json!({}))
+            .commit(
+                vec![],
+                Change::Append,
+                txn("drop", 1),
+                "test",
+                serde_json::json!({}),
+            )
             .await
             .unwrap();
         let (add, path) = fake_file(&lake, &id, "part-same-drop.parquet").await;
         let r = stale
-            .commit_append(vec![add], "drop", 1, "test", serde_json::json!({}))
+            .commit(
+                vec![add],
+                Change::Append,
+                txn("drop", 1),
+                "test",
+                serde_json::json!({}),
+            )
             .await
             .unwrap();
         assert_eq!(r, Committed::AlreadyThere);
@@ -568,7 +757,13 @@ mod tests {
         let v = lake.table(&id).await.unwrap().version();
         let (add, path) = fake_file(&lake, &id, "part-seen.parquet").await;
         let r = other
-            .commit_append(vec![add], "drop", 1, "test", serde_json::json!({}))
+            .commit(
+                vec![add],
+                Change::Append,
+                txn("drop", 1),
+                "test",
+                serde_json::json!({}),
+            )
             .await
             .unwrap();
         assert_eq!(r, Committed::AlreadyThere);

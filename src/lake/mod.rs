@@ -1,6 +1,33 @@
-//! The [`Lakehouse`] handle: where the lake is, and how to reach its tables.
+//! The [`Lakehouse`] handle: where the lake is, how to reach its tables and which snapshot of
+//! them ([`At`]), and what the lake records beside the tables' data: the commit log read as typed
+//! actions ([`log`]), the exactly-once markers (application-transaction ids), the snapshots
+//! models are pinned to ([`pins`]) and the symlink manifests other engines read ([`manifest`]).
+
+/// Implements `IntoFuture` for an operation's builder whose `async fn execute(self)` does the
+/// work, so every operation is built and awaited the same way, as delta-rs's are:
+/// `lake.append(paths).with_keep_going(true).await`.
+macro_rules! operation {
+    ($builder:ty => $output:ty) => {
+        impl ::std::future::IntoFuture for $builder {
+            type Output = $crate::error::Result<$output>;
+            type IntoFuture =
+                ::std::pin::Pin<Box<dyn ::std::future::Future<Output = Self::Output> + Send>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.execute())
+            }
+        }
+    };
+}
+pub(crate) use operation;
+
+pub mod log;
+pub mod manifest;
+pub mod pins;
 
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
@@ -11,6 +38,31 @@ use crate::store::StorageOptions;
 
 /// App id of the application transaction that records the last migration applied to a table.
 pub const MIGRATIONS_APP_ID: &str = "berserkr.migrations";
+
+/// Prefix of the application-transaction id that marks a drop as ingested
+/// (`berserkr.drop.<sha256 of the drop's bytes>`).
+pub const DROP_APP_ID_PREFIX: &str = "berserkr.drop.";
+
+/// App id of the transaction recording the source version a table built from `source` reflects.
+pub fn refresh_app_id(source: &TableId) -> String {
+    format!("berserkr.refresh.{source}")
+}
+
+/// App id of the transaction recording the feature-table version a model's scores reflect.
+pub fn score_app_id(model_id: &str) -> String {
+    format!("berserkr.score.{model_id}")
+}
+
+/// Which snapshot of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    /// The latest version.
+    Latest,
+    /// This version.
+    Version(u64),
+    /// The last version committed at or before this instant.
+    Time(DateTime<Utc>),
+}
 
 /// A lake: a root URL (a local folder or an object-store prefix) holding one Delta table per
 /// declared table at `<root>/<layer>/<name>`.
@@ -83,7 +135,7 @@ impl Lakehouse {
     }
 
     /// An object store rooted at the lake's root (for files beside the tables, such as pins).
-    pub(crate) fn root_store(&self) -> Result<deltalake::logstore::ObjectStoreRef> {
+    pub fn root_store(&self) -> Result<deltalake::logstore::ObjectStoreRef> {
         let builder = DeltaTableBuilder::from_url(self.root.clone())
             .map_err(|e| Error::delta(self.root.as_str(), e))?
             .with_storage_options(self.storage_options.to_map());
@@ -148,8 +200,7 @@ impl Lakehouse {
 
     /// A table at a chosen snapshot. Only that snapshot's log is replayed (not the latest
     /// state first).
-    pub async fn table_at(&self, id: &TableId, at: &crate::ml::At) -> Result<DeltaTable> {
-        use crate::ml::At;
+    pub async fn table_at(&self, id: &TableId, at: &At) -> Result<DeltaTable> {
         if self.missing_locally(id) {
             return Err(Error::TableMissing {
                 table: id.to_string(),
@@ -165,9 +216,11 @@ impl Lakehouse {
                     .await
                     .map_err(|e| Error::delta(id, e))?;
                 if *v > latest {
-                    return Err(Error::Usage(format!(
-                        "{id} has no version {v}: its latest is {latest}"
-                    )));
+                    return Err(Error::VersionNotFound {
+                        table: id.to_string(),
+                        version: *v,
+                        latest,
+                    });
                 }
                 table.load_version(*v).await
             }

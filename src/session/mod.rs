@@ -1,0 +1,95 @@
+//! The DataFusion session every query of berserkr runs in: silver and gold refreshes, training
+//! and scoring reads, and `berserkr query`.
+//!
+//! One configuration for all of them: identifiers keep their case (`InvoiceNo`, as Spark reads
+//! it), the Spark SQL functions DataFusion lacks are registered ([`spark`]), joins run as the SQL
+//! writes them, and one partition per core. Beside it, the small helpers every query site
+//! shares: errors naming the table ([`df`]), collecting a query ([`collect_sql`]) and casting
+//! query rows to a table's declared schema ([`conform_batch`]).
+
+mod spark;
+
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::catalog::TableId;
+use crate::error::{Error, Result};
+
+/// A DataFusion session whose SQL keeps identifiers' case, like Spark (`InvoiceNo`, not
+/// `invoiceno`), and knows the Spark functions DataFusion lacks, so the same SQL runs on both.
+pub fn session() -> SessionContext {
+    with_config(config())
+}
+
+/// A session with `config` (start from [`config`]) and the Spark functions.
+pub fn with_config(config: SessionConfig) -> SessionContext {
+    let ctx = SessionContext::new_with_config(config);
+    spark::register(&ctx);
+    ctx
+}
+
+/// The configuration of [`session`]: one partition per core, identifiers' case kept, joins as
+/// written.
+pub fn config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    // Our SQL names the build side of each join (the left input): statistics-driven swapping
+    // guessed wrong on gold, holding its 1.5M pairs in a hash table instead of streaming them.
+    config.options_mut().optimizer.join_reordering = false;
+    config
+}
+
+/// Maps DataFusion's errors to [`Error::Query`] naming `table`.
+pub fn df(table: &TableId) -> impl Fn(DataFusionError) -> Error + '_ {
+    move |e| Error::Query {
+        table: table.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Runs `sql` and collects its rows (for small results: bounds, counts).
+pub async fn collect_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    table: &TableId,
+) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql)
+        .await
+        .map_err(df(table))?
+        .collect()
+        .await
+        .map_err(df(table))
+}
+
+/// Casts a batch to the table's Arrow schema (SQL yields nullable fields, and may yield other
+/// timestamp units or string layouts; the table wants its own, and `try_new` checks nullability).
+pub fn conform_batch(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    table: &TableId,
+) -> Result<RecordBatch> {
+    conform_columns(batch.columns().to_vec(), schema, table)
+}
+
+/// [`conform_batch`] for columns in the schema's order.
+pub fn conform_columns(
+    columns: Vec<ArrayRef>,
+    schema: &SchemaRef,
+    table: &TableId,
+) -> Result<RecordBatch> {
+    let cols = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|cols| RecordBatch::try_new(schema.clone(), cols));
+    cols.map_err(|source| Error::Arrow {
+        context: format!("rows for {table}"),
+        source,
+    })
+}
