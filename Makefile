@@ -30,7 +30,7 @@ deps:
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
 	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype, moto, flask_cors, pyspark' 2>/dev/null || \
-	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 \
+	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 deltalake==1.6.6 pytz==2025.2 \
 	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5' pyspark==4.3.0
 
 build:

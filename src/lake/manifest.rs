@@ -153,7 +153,9 @@ async fn write_once(
     let wanted = manifests_of(state, &root);
     let at = |p: &Path| format!("{}/{p}", root.trim_end_matches('/'));
     for (key, files) in &wanted {
-        let path = Path::from(format!("{MANIFEST_DIR}/{key}"));
+        // The key is already the object's name (Hive-escaped): taken verbatim, not encoded again.
+        let path = Path::parse(format!("{MANIFEST_DIR}/{key}"))
+            .map_err(|e| Error::store(format!("{root}/{MANIFEST_DIR}/{key}"), e))?;
         let mut text = String::new();
         for f in files {
             text.push_str(f);
@@ -177,7 +179,7 @@ async fn write_once(
             .as_ref()
             .strip_prefix(&format!("{MANIFEST_DIR}/"))
             .unwrap_or(path.as_ref());
-        if !wanted.contains_key(&decode(key)) {
+        if !wanted.contains_key(key) {
             store
                 .delete(&path)
                 .await
@@ -221,7 +223,7 @@ pub async fn read(id: &TableId, log_store: &LogStoreRef) -> Result<BTreeMap<Stri
             .strip_prefix(&format!("{MANIFEST_DIR}/"))
             .unwrap_or(path.as_ref());
         out.insert(
-            decode(key),
+            key.to_string(),
             text.lines()
                 .filter(|l| !l.is_empty())
                 .map(str::to_string)

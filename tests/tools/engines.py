@@ -40,9 +40,11 @@ def gold_answers(rows_by_cutoff, top):
     return {"per_cutoff": rows_by_cutoff, "top": top}
 
 
-def norm_path(p):
-    """A file URI or path as a plain absolute path (Spark writes file:/..., manifests file:///...)."""
-    p = urllib.parse.unquote(p)
+def norm_path(p, url_encoded=False):
+    """A file URI or path as a plain absolute path (Spark's _metadata.file_path is a URL, file:/...
+    with the name percent-encoded; a manifest line is a Hadoop path, file:///... as named)."""
+    if url_encoded:
+        p = urllib.parse.unquote(p)
     for prefix in ("file://", "file:"):
         if p.startswith(prefix):
             p = p[len(prefix):]
@@ -78,9 +80,9 @@ def spark_manifest(table_dir, customer):
                             [[r["StockCode"], r["n_purchases"]] for r in top])
 
     through = spark.read.option("basePath", table_dir).parquet(*listed)
-    read = sorted({norm_path(r[0]) for r in through.select("_metadata.file_path").distinct().collect()})
+    read = sorted({norm_path(r[0], True) for r in through.select("_metadata.file_path").distinct().collect()})
     plain = spark.read.option("basePath", table_dir).parquet(table_dir)
-    plain_files = sorted({norm_path(r[0]) for r in plain.select("_metadata.file_path").distinct().collect()})
+    plain_files = sorted({norm_path(r[0], True) for r in plain.select("_metadata.file_path").distinct().collect()})
     print(json.dumps({
         "listed": sorted(norm_path(p) for p in listed),
         "read": read,
@@ -146,7 +148,7 @@ def snapshot(table_url, endpoint=None):
                    "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
                    "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
     dt = DeltaTable(table_url, storage_options=options)
-    uris = [urllib.parse.unquote(u) for u in dt.file_uris()]
+    uris = list(dt.file_uris())
     print(json.dumps({"version": dt.version(), "files": sorted(uris)}))
 
 
