@@ -16,22 +16,26 @@ export CARGO_TERM_COLOR ?= never
 .PHONY: demo demo-s3 test bench build deps py-deps lint fmt clean
 
 ## System packages the tests and the demo need (Debian): lzop, to make and check drops; a Java
-## runtime for JPMML, the independent PMML evaluator the export is checked against.
+## runtime for JPMML, the independent PMML evaluator the export is checked against (and for
+## PySpark); docker-compose, to validate docker/compose.yml (no Docker engine is needed for that).
 deps:
-	@{ command -v lzop && command -v java; } >/dev/null 2>&1 || { \
+	@{ command -v lzop && command -v java && command -v docker-compose; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq lzop openjdk-17-jre-headless; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq lzop openjdk-17-jre-headless docker-compose; }
 
 ## Python tools of the tests: DuckDB and its Delta extension (an independent Delta reader, and the
 ## reference pipeline of SPEC.md), numpy and pyarrow for the data generator, JPMML's evaluator
 ## (through JPype) to check the PMML export; moto's S3 server, the S3-compatible store the
 ## S3 tests run against on 127.0.0.1 (it implements conditional writes, which safe commits need);
-## PySpark, which runs the SQL of tables/ unchanged to check it stays portable.
+## PySpark, which runs the SQL of tables/ unchanged to check it stays portable and reads gold
+## through its symlink manifests; deltalake (delta-rs's Python binding, which polars' read_delta
+## uses) and pytz (DuckDB's timestamps with time zone); dockerfile (BuildKit's Dockerfile parser).
 py-deps:
 	@[ -x $(PYTHON_ENV)/bin/python ] || python3 -m venv $(PYTHON_ENV)
-	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, jpmml_evaluator, jpype, moto, flask_cors, pyspark' 2>/dev/null || \
+	@$(PYTHON_ENV)/bin/python -c 'import duckdb, duckdb_extension_delta, numpy, pyarrow, polars, deltalake, pytz, jpmml_evaluator, jpype, moto, flask_cors, pyspark, dockerfile' 2>/dev/null || \
 	  $(PYTHON_ENV)/bin/pip install -q duckdb==1.5.5 duckdb-extension-delta==1.5.5 numpy==2.4.6 pyarrow==26.0.1 polars==2.1.0 deltalake==1.6.6 pytz==2025.2 \
-	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5' pyspark==4.3.0
+	    jpmml_evaluator==0.16.0 jpype1==1.7.1 'moto[server]==5.2.5' pyspark==4.3.0 dockerfile==3.4.0
 
 build:
 	$(CARGO) build --release --locked
@@ -48,6 +52,7 @@ demo: deps build
 	$(BERSERKR) model export --model $(MODEL) --format pmml
 	$(BERSERKR) --lake $(LAKE) lake optimize
 	$(BERSERKR) --lake $(LAKE) lake status
+	$(BERSERKR) --lake $(LAKE) lake check
 	@echo "report: $(MODEL)/report.html"
 
 ## The same demo with the lake and the drops in S3: a local S3 server (moto's), then
