@@ -557,6 +557,7 @@ mod tests {
         let err =
             Catalog::from_files([("migrations/0001_a.toml", m), ("migrations/0001_b.toml", m)])
                 .unwrap_err();
+        assert!(matches!(err, Error::Catalog { .. }), "{err}");
         assert!(err.to_string().contains("used twice"), "{err}");
     }
 
@@ -572,6 +573,7 @@ mod tests {
         assert!(Catalog::from_files([("tables/silver/t.toml", table(false).as_str())]).is_ok());
         let err =
             Catalog::from_files([("tables/silver/t.toml", table(true).as_str())]).unwrap_err();
+        assert!(matches!(err, Error::Catalog { .. }), "{err}");
         assert!(err.to_string().contains("nullable = false"), "{err}");
     }
 

@@ -184,6 +184,7 @@ mod tests {
         assert!(!shown.contains("AKIDSECRET"), "{shown}");
         assert!(shown.contains("http://127.0.0.1:9000"), "{shown}");
         let e = StorageOptions::new([("aws_endpiont", "x")]).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
         assert!(e.to_string().contains("aws_endpiont"), "{e}");
     }
 

@@ -403,5 +403,6 @@ async fn gold_features_never_see_past_the_cutoff() {
         .with_cutoffs(Cutoffs::At(vec![late]))
         .await
         .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("label window"), "{err}");
 }

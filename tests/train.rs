@@ -2,12 +2,12 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use berserkr::Lakehouse;
 use berserkr::lake::At;
-use berserkr::ml::{ModelKind, Params, Split};
+use berserkr::ml::{ModelKind, Params, Split, TrainReport};
 use berserkr::ops::gold::Cutoffs;
+use berserkr::{Error, Lakehouse};
 use common::{berserkr, lake, query, repo, run_python, version, write_drop};
 
 /// A lake with 40,000 generated rows through bronze, silver and gold (monthly cutoffs).
@@ -35,8 +35,8 @@ async fn gold_lake(dir: &Path) -> Lakehouse {
     lake
 }
 
-/// Runs `berserkr --lake DIR/lake ARGS...`.
-fn cli(dir: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+/// Runs `berserkr --lake DIR/lake ARGS...` (paths and words alike).
+fn cli<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> std::process::Output {
     berserkr()
         .arg("--lake")
         .arg(dir.join("lake"))
@@ -52,20 +52,43 @@ fn small(kind: ModelKind) -> Params {
     p
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = gold_lake(dir.path()).await;
-    let v = version(&lake, "gold.customer_item_features").await;
+/// A test's lake and a first model trained on gold's version `v` into `m1`.
+struct Trained {
+    dir: tempfile::TempDir,
+    lake: Lakehouse,
+    v: u64,
+    first: TrainReport,
+}
 
-    let first = lake
-        .train()
-        .with_at(At::Version(v))
-        .with_out(dir.path().join("m1"))
-        .await
-        .unwrap();
-    let m = &first.manifest;
-    assert_eq!(m.snapshot.version, v);
+impl Trained {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = gold_lake(dir.path()).await;
+        let v = version(&lake, "gold.customer_item_features").await;
+        let first = lake
+            .train()
+            .with_at(At::Version(v))
+            .with_out(dir.path().join("m1"))
+            .await
+            .unwrap();
+        Self {
+            dir,
+            lake,
+            v,
+            first,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_records_its_snapshot_split_and_metrics() {
+    let t = Trained::new().await;
+    let m = &t.first.manifest;
+    assert_eq!(m.snapshot.version, t.v);
     assert_eq!(m.features.len(), 13);
     assert!(m.cutoffs.len() >= 6, "{:?}", m.cutoffs);
     // Several cutoffs: time-based split, evaluated on the latest, no overlapping label window.
@@ -92,52 +115,67 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
         "precision_at_k.svg",
         "importance.svg",
     ] {
-        assert!(dir.path().join("m1").join(f).is_file(), "{f}");
+        assert!(t.path("m1").join(f).is_file(), "{f}");
     }
-    let model1 = std::fs::read(dir.path().join("m1/model.json")).unwrap();
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_version_gives_the_same_bytes_after_the_table_moves_on() {
+    let t = Trained::new().await;
+    let model1 = std::fs::read(t.path("m1/model.json")).unwrap();
     // Move the table on: another cutoff (a new version), then train on the old version again.
-    lake.refresh_gold()
+    t.lake
+        .refresh_gold()
         .with_cutoffs(Cutoffs::Latest)
         .await
         .unwrap();
-    assert!(version(&lake, "gold.customer_item_features").await > v);
-    let again = lake
+    assert!(version(&t.lake, "gold.customer_item_features").await > t.v);
+    let again = t
+        .lake
         .train()
-        .with_at(At::Version(v))
-        .with_out(dir.path().join("m2"))
+        .with_at(At::Version(t.v))
+        .with_out(t.path("m2"))
         .await
         .unwrap();
-    assert_eq!(again.manifest.snapshot, m.snapshot);
-    assert_eq!(
-        std::fs::read(dir.path().join("m2/model.json")).unwrap(),
-        model1,
-        "same version, same bytes"
-    );
-    assert_eq!(again.manifest.evaluation, m.evaluation);
-    let latest = lake.train().with_out(dir.path().join("m3")).await.unwrap();
-    assert!(latest.manifest.snapshot.version > v);
-    // --as-of: the last version committed at or before the time.
-    let as_of = lake
-        .train()
-        .with_at(At::Time(chrono::Utc::now()))
-        .with_out(dir.path().join("m7"))
-        .await
-        .unwrap();
-    assert_eq!(as_of.manifest.snapshot, latest.manifest.snapshot);
-    let before = lake
-        .train()
-        .with_at(At::Time(chrono::DateTime::from_timestamp(0, 0).unwrap()))
-        .with_out(dir.path().join("m8"))
-        .await;
-    assert!(before.is_err(), "nothing was committed in 1970");
+    assert_eq!(again.manifest.snapshot, t.first.manifest.snapshot);
+    assert_eq!(std::fs::read(t.path("m2/model.json")).unwrap(), model1);
+    assert_eq!(again.manifest.evaluation, t.first.manifest.evaluation);
+    let latest = t.lake.train().with_out(t.path("m3")).await.unwrap();
+    assert!(latest.manifest.snapshot.version > t.v);
     assert_ne!(
         latest.manifest.snapshot.files_sha256,
-        m.snapshot.files_sha256
+        t.first.manifest.snapshot.files_sha256
     );
+}
 
-    // --reproduce from the manifest: same snapshot, model bytes and metrics.
-    let d = dir.path();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_trains_on_the_last_version_committed_by_then() {
+    let t = Trained::new().await;
+    let now = t
+        .lake
+        .train()
+        .with_at(At::Time(chrono::Utc::now()))
+        .with_out(t.path("m7"))
+        .await
+        .unwrap();
+    assert_eq!(now.manifest.snapshot, t.first.manifest.snapshot);
+    let before = t
+        .lake
+        .train()
+        .with_at(At::Time(chrono::DateTime::from_timestamp(0, 0).unwrap()))
+        .with_out(t.path("m8"))
+        .await;
+    assert!(
+        matches!(before, Err(Error::InvalidArgument(_))),
+        "nothing was committed in 1970: {:?}",
+        before.err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reproduce_rebuilds_the_same_model_or_says_what_differs() {
+    let t = Trained::new().await;
+    let d = t.dir.path();
     let out = cli(
         d,
         &[
@@ -156,14 +194,21 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
     );
     assert!(stdout.contains("reproduced"), "{stdout}");
     assert_eq!(
-        std::fs::read(dir.path().join("m4/model.json")).unwrap(),
-        model1
+        std::fs::read(d.join("m4/model.json")).unwrap(),
+        std::fs::read(d.join("m1/model.json")).unwrap()
     );
-
     // A manifest whose model does not match what its snapshot gives is reported, exit 1.
-    let text = std::fs::read_to_string(dir.path().join("m1/manifest.json")).unwrap();
-    let tampered = text.replace(&m.model_sha256, &"0".repeat(64));
-    std::fs::write(dir.path().join("tampered.json"), tampered).unwrap();
+    let text = std::fs::read_to_string(d.join("m1/manifest.json")).unwrap();
+    let tampered = text.replace(&t.first.manifest.model_sha256, &"0".repeat(64));
+    std::fs::write(d.join("tampered.json"), tampered).unwrap();
+    let r = t
+        .lake
+        .reproduce(d.join("tampered.json"))
+        .with_out(d.join("m5"))
+        .await
+        .unwrap();
+    assert_eq!(r.differences.len(), 1, "{:?}", r.differences);
+    assert!(r.differences[0].starts_with("model differs"));
     let out = cli(
         d,
         &[
@@ -175,32 +220,86 @@ async fn training_is_pinned_to_a_version_and_reproducible_to_the_byte() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not reproduced: model differs"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+}
 
-    // The snapshot is pinned in the lake for table care.
-    let pins = lake.pins().await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_pins_its_snapshot_for_table_care() {
+    let t = Trained::new().await;
+    let pins = t.lake.pins().await.unwrap();
     assert!(
         pins.iter()
-            .any(|p| p.model_id == m.model_id && p.version == v)
+            .any(|p| p.model_id == t.first.manifest.model_id && p.version == t.v)
     );
+}
 
-    // A version that does not exist is a clear error, exit 2.
-    let out = cli(
-        d,
-        &[
-            "train".as_ref(),
-            "--version".as_ref(),
-            "999".as_ref(),
-            "--out".as_ref(),
-            d.join("m6").as_os_str(),
-        ],
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_does_not_exist_is_named() {
+    let t = Trained::new().await;
+    let e = t
+        .lake
+        .train()
+        .with_at(At::Version(999))
+        .with_out(t.path("m6"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::VersionNotFound { version: 999, .. }),
+        "{e}"
     );
+    let out = cli(t.dir.path(), &["train", "--version", "999", "--out", "m6"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no version 999"));
+}
+
+/// Scorers of two models, twice each, at once: every model's scores land once, none lost,
+/// none doubled (commits through Target, retried against each other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scorers_each_land_their_scores_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = gold_lake(dir.path()).await;
+    let mut models = Vec::new();
+    for (i, kind) in [ModelKind::DecisionTree, ModelKind::GradientBoosting]
+        .into_iter()
+        .enumerate()
+    {
+        let out = dir.path().join(format!("c{i}"));
+        let r = lake
+            .train()
+            .with_params(small(kind))
+            .with_out(&out)
+            .await
+            .unwrap();
+        models.push((out, r.manifest.model_id));
+    }
+    let runs = models
+        .iter()
+        .chain(&models)
+        .map(|(out, _)| {
+            let lake = lake.clone();
+            let out = out.clone();
+            tokio::spawn(async move { lake.score(&out).await })
+        })
+        .collect::<Vec<_>>();
+    let mut landed = std::collections::BTreeMap::new();
+    for r in runs {
+        let r = r.await.unwrap().unwrap();
+        *landed.entry(r.model_id.clone()).or_insert(0) += usize::from(r.version.is_some());
+    }
+    for (out, id) in &models {
+        assert_eq!(landed[id], 1, "{id} scored once: {landed:?}");
+        let expected = lake.score(out).await.unwrap();
+        assert_eq!(expected.version, None, "already there");
+        let n = query(
+            &lake,
+            "gold.purchase_scores",
+            &format!("SELECT count(*) AS n FROM t WHERE model_id = '{id}'"),
+        )
+        .await;
+        assert!(
+            n.contains(&format!("| {} |", expected.rows)),
+            "{id}: {n} vs {} rows",
+            expected.rows
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -227,6 +227,18 @@ impl Lakehouse {
             At::Time(t) => table.load_with_datetime(*t).await,
         }
         .map_err(|e| Error::delta(id, e))?;
+        if let At::Time(t) = at {
+            // delta-rs falls back to the first version for an instant before it: refuse instead.
+            let version = table.version().unwrap_or(0);
+            let committed = log::read_commit(&table.log_store(), id, version)
+                .await?
+                .and_then(|c| c.info()?.timestamp);
+            if committed.is_some_and(|ms| ms > t.timestamp_millis()) {
+                return Err(Error::InvalidArgument(format!(
+                    "{id} has no version committed at or before {t}: its first one here is version {version}"
+                )));
+            }
+        }
         Ok(table)
     }
 

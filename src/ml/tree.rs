@@ -302,7 +302,6 @@ pub fn grow(
     leaf: LeafValue,
     rng: &mut ChaCha8Rng,
 ) -> (Tree, Vec<u32>) {
-    let nfeat = binned.nfeat;
     let mut node_of = vec![u32::MAX; stats.gh.len()];
     for &r in rows {
         node_of[r as usize] = 0;
@@ -329,94 +328,129 @@ pub fn grow(
         sums,
     }];
     while !level.is_empty() {
-        // Decide every node of the level (in order: the feature draws are part of the seed's
-        // stream), turning split nodes into two children each.
-        let mut route: Vec<Option<(usize, usize, u32, u32)>> = Vec::new();
-        let mut splits = Vec::new();
-        for p in level {
-            let allowed = feature_subset(nfeat, params.max_features, rng);
-            let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
-                best_split(&p.hist, &binned.nbins, &allowed, p.sums, params)
-            } else {
-                None
-            };
-            let Some((feature, bin, gain, left_sums)) = split else {
-                nodes[p.node] = Node::Leaf {
-                    value: leaf_value(p.sums, params.lambda, leaf),
-                    weight: p.sums.h,
-                };
-                continue;
-            };
-            let right_sums = p.sums.minus(&left_sums);
-            let l = nodes.len();
-            nodes.push(Node::Leaf {
-                value: 0.0,
-                weight: left_sums.h,
-            });
-            nodes.push(Node::Leaf {
-                value: 0.0,
-                weight: right_sums.h,
-            });
-            nodes[p.node] = Node::Split {
-                feature,
-                threshold: binned.thresholds[feature][bin],
-                left: l,
-                right: l + 1,
-                gain,
-                weight: p.sums.h,
-            };
-            if route.len() <= p.node {
-                route.resize(p.node + 1, None);
-            }
-            route[p.node] = Some((feature, bin, l as u32, l as u32 + 1));
-            splits.push((p, l, left_sums, right_sums));
-        }
+        let (route, splits) = decide_level(level, binned, params, leaf, rng, &mut nodes);
         if splits.is_empty() {
             break;
         }
-        // Route the rows of split nodes to their children.
-        for &r in rows {
-            let r = r as usize;
-            if let Some(Some((f, b, l, rr))) = route.get(node_of[r] as usize) {
-                node_of[r] = if binned.codes[r * nfeat + f] as usize <= *b {
-                    *l
-                } else {
-                    *rr
-                };
-            }
-        }
-        // Histograms of the smaller children from their rows, their siblings by subtraction.
-        let small: Vec<usize> = splits
-            .iter()
-            .map(|(_, l, ls, rs)| if ls.n <= rs.n { *l } else { l + 1 })
-            .collect();
-        let built = level_hists(binned, rows, stats, &node_of, &small, nodes.len());
-        let mut next = Vec::with_capacity(2 * splits.len());
-        for ((p, l, ls, rs), (small_node, sh)) in
-            splits.into_iter().zip(small.into_iter().zip(built))
-        {
-            let big = subtract(&p.hist, &sh);
-            let (lh, rh) = if small_node == l {
-                (sh, big)
-            } else {
-                (big, sh)
-            };
-            next.push(Pending {
-                node: l,
-                depth: p.depth + 1,
-                hist: lh,
-                sums: ls,
-            });
-            next.push(Pending {
-                node: l + 1,
-                depth: p.depth + 1,
-                hist: rh,
-                sums: rs,
-            });
-        }
-        level = next;
+        route_rows(rows, binned, &route, &mut node_of);
+        level = next_level(splits, binned, rows, stats, &node_of, nodes.len());
     }
     (Tree { nodes }, node_of)
+}
+
+/// Where a split node sends a row: (feature, bin, left child, right child).
+type Route = Option<(usize, usize, u32, u32)>;
+
+/// A node split at this level: the pending node, its left child (the right is next) and the
+/// children's sums.
+type Split = (Pending, usize, Cell, Cell);
+
+/// Decides every node of a level, in order (the feature draws are part of the seed's stream):
+/// a leaf, or a split whose two children are appended to `nodes`. Returns each split node's
+/// route (indexed by node) and the splits.
+fn decide_level(
+    level: Vec<Pending>,
+    binned: &Binned,
+    params: &GrowParams,
+    leaf: LeafValue,
+    rng: &mut ChaCha8Rng,
+    nodes: &mut Vec<Node>,
+) -> (Vec<Route>, Vec<Split>) {
+    let mut route: Vec<Route> = Vec::new();
+    let mut splits = Vec::new();
+    for p in level {
+        let allowed = feature_subset(binned.nfeat, params.max_features, rng);
+        let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
+            best_split(&p.hist, &binned.nbins, &allowed, p.sums, params)
+        } else {
+            None
+        };
+        let Some((feature, bin, gain, left_sums)) = split else {
+            nodes[p.node] = Node::Leaf {
+                value: leaf_value(p.sums, params.lambda, leaf),
+                weight: p.sums.h,
+            };
+            continue;
+        };
+        let right_sums = p.sums.minus(&left_sums);
+        let l = nodes.len();
+        nodes.push(Node::Leaf {
+            value: 0.0,
+            weight: left_sums.h,
+        });
+        nodes.push(Node::Leaf {
+            value: 0.0,
+            weight: right_sums.h,
+        });
+        nodes[p.node] = Node::Split {
+            feature,
+            threshold: binned.thresholds[feature][bin],
+            left: l,
+            right: l + 1,
+            gain,
+            weight: p.sums.h,
+        };
+        if route.len() <= p.node {
+            route.resize(p.node + 1, None);
+        }
+        route[p.node] = Some((feature, bin, l as u32, l as u32 + 1));
+        splits.push((p, l, left_sums, right_sums));
+    }
+    (route, splits)
+}
+
+/// Moves the rows of split nodes to their children (one sequential pass).
+fn route_rows(rows: &[u32], binned: &Binned, route: &[Route], node_of: &mut [u32]) {
+    let nfeat = binned.nfeat;
+    for &r in rows {
+        let r = r as usize;
+        if let Some(Some((f, b, l, rr))) = route.get(node_of[r] as usize) {
+            node_of[r] = if binned.codes[r * nfeat + f] as usize <= *b {
+                *l
+            } else {
+                *rr
+            };
+        }
+    }
+}
+
+/// The next level's pending nodes: the histograms of each split's smaller child from its rows
+/// (one pass), its sibling's by subtraction from the parent.
+fn next_level(
+    splits: Vec<Split>,
+    binned: &Binned,
+    rows: &[u32],
+    stats: &Stats,
+    node_of: &[u32],
+    n_nodes: usize,
+) -> Vec<Pending> {
+    let small: Vec<usize> = splits
+        .iter()
+        .map(|(_, l, ls, rs)| if ls.n <= rs.n { *l } else { l + 1 })
+        .collect();
+    let built = level_hists(binned, rows, stats, node_of, &small, n_nodes);
+    let mut next = Vec::with_capacity(2 * splits.len());
+    for ((p, l, ls, rs), (small_node, sh)) in splits.into_iter().zip(small.into_iter().zip(built)) {
+        let big = subtract(&p.hist, &sh);
+        let (lh, rh) = if small_node == l {
+            (sh, big)
+        } else {
+            (big, sh)
+        };
+        next.push(Pending {
+            node: l,
+            depth: p.depth + 1,
+            hist: lh,
+            sums: ls,
+        });
+        next.push(Pending {
+            node: l + 1,
+            depth: p.depth + 1,
+            hist: rh,
+            sums: rs,
+        });
+    }
+    next
 }
 
 /// Histograms of the nodes `build` from one pass over `rows` (each row counted in the node

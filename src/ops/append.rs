@@ -309,13 +309,7 @@ async fn ingest_one(
     rejects: &mut Target,
 ) -> Result<DropReport> {
     let (file, bytes) = (drop.url.as_str(), drop.bytes);
-    let sha256 = {
-        let mut reader = drop.reader()?;
-        let url = drop.url.clone();
-        tokio::task::spawn_blocking(move || crate::ingest::sha256(&mut reader, &url))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??
-    };
+    let sha256 = drop_sha256(drop).await?;
     let app_id = format!("{DROP_APP_ID_PREFIX}{sha256}");
     let mut report = DropReport::new(file.to_string(), bytes, DropStatus::Skipped);
     report.sha256 = sha256.clone();
@@ -329,8 +323,50 @@ async fn ingest_one(
         sha256: sha256.clone(),
         ingested_at_us: chrono::Utc::now().timestamp_micros(),
     };
+    let (stats, staging) =
+        write_drop(drop, layout, format, writers, &meta, bronze, rejects).await?;
+    let metadata = json!({
+        "file": file,
+        "sha256": sha256,
+        "format": format,
+        "rows": stats.rows,
+        "rejects": stats.rejects,
+        "lines": stats.lines,
+        "compressed_bytes": bytes,
+        "uncompressed_bytes": stats.uncompressed_bytes,
+    });
+    let Some(version) = commit_drop(staging, &app_id, metadata, bronze, rejects).await? else {
+        // A concurrent writer landed the same drop: it is in the table once, by that writer.
+        return Ok(report);
+    };
+    report.status = DropStatus::Added;
+    report.rows = stats.rows;
+    report.rejects = stats.rejects;
+    report.version = Some(version);
+    Ok(report)
+}
 
-    // Parse on the blocking pool; write the chunks here as they come.
+/// The SHA-256 of a drop's bytes (read on the blocking pool).
+async fn drop_sha256(drop: &DropSource) -> Result<String> {
+    let mut reader = drop.reader()?;
+    let url = drop.url.clone();
+    tokio::task::spawn_blocking(move || crate::ingest::sha256(&mut reader, &url))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// Parses a drop on the blocking pool while its chunks stream into new files of bronze and its
+/// rejects table: the parse's figures and the closed files (nothing committed). Nothing is
+/// kept unless the whole drop parsed and every writer is sound.
+async fn write_drop(
+    drop: &DropSource,
+    layout: &Arc<DropLayout>,
+    format: Option<DropFormat>,
+    writers: usize,
+    meta: &DropMeta,
+    bronze: &Target,
+    rejects: &Target,
+) -> Result<(DropStats, Staging)> {
     let (tx, mut rx) = mpsc::channel::<Chunk>(2);
     let parse = {
         let reader = drop.reader()?;
@@ -343,7 +379,7 @@ async fn ingest_one(
             })
         })
     };
-    let mut staging = Staging::new([&*bronze, &*rejects]);
+    let mut staging = Staging::new([bronze, rejects]);
     let mut bronze_pool = WriterPool::new(bronze, writers);
     let mut rejects_pool: Option<WriterPool> = None;
     while let Some(chunk) = rx.recv().await {
@@ -360,8 +396,7 @@ async fn ingest_one(
     let parsed = parse
         .await
         .unwrap_or_else(|e| Err(Error::Task(e.to_string())));
-    // Nothing is committed unless the whole drop parsed and every writer is sound; the parse
-    // error comes first (a writer's error is then only its consequence).
+    // The parse error comes first (a writer's error is then only its consequence).
     let mut written = Ok(());
     for (slot, pool, id) in [
         (BRONZE_SLOT, Some(bronze_pool), &bronze.id),
@@ -379,18 +414,20 @@ async fn ingest_one(
         Err(e) => return staging.fail(e).await,
     };
     staging.close().await?;
-    let metadata = json!({
-        "file": file,
-        "sha256": sha256,
-        "format": format,
-        "rows": stats.rows,
-        "rejects": stats.rejects,
-        "lines": stats.lines,
-        "compressed_bytes": bytes,
-        "uncompressed_bytes": stats.uncompressed_bytes,
-    });
+    Ok((stats, staging))
+}
+
+/// Commits a written drop: its rejected lines first, then its rows, both under the drop's
+/// transaction. The bronze version, or `None` when another writer landed the same drop.
+async fn commit_drop(
+    mut staging: Staging,
+    app_id: &str,
+    metadata: serde_json::Value,
+    bronze: &mut Target,
+    rejects: &mut Target,
+) -> Result<Option<u64>> {
     let txn = Txn {
-        app_id: &app_id,
+        app_id,
         version: 1,
         exactly_once: true,
     };
@@ -410,17 +447,13 @@ async fn ingest_one(
         return staging.fail(e).await;
     }
     let bronze_adds = staging.take(BRONZE_SLOT);
-    let version = match bronze
-        .commit(bronze_adds, Change::Append, txn, "berserkr.drop", metadata)
-        .await?
-    {
-        Committed::Version(v) => v,
-        // A concurrent writer landed the same drop: it is in the table once, by that writer.
-        Committed::AlreadyThere => return Ok(report),
-    };
-    report.status = DropStatus::Added;
-    report.rows = stats.rows;
-    report.rejects = stats.rejects;
-    report.version = Some(version);
-    Ok(report)
+    Ok(
+        match bronze
+            .commit(bronze_adds, Change::Append, txn, "berserkr.drop", metadata)
+            .await?
+        {
+            Committed::Version(v) => Some(v),
+            Committed::AlreadyThere => None,
+        },
+    )
 }

@@ -211,7 +211,7 @@ pub async fn check_table(id: &TableId, table: &DeltaTable) -> Result<TableCheck>
     ));
     problems.extend(property_problems(&configuration));
     problems.extend(partition_value_problems(state, &partitions));
-    let (checkpoint, checkpoint_problems) = checkpoint_problems(id, table, state.version()).await?;
+    let (checkpoint, checkpoint_problems) = checkpoint_problems(table, state.version()).await?;
     check.checkpoint = checkpoint;
     problems.extend(checkpoint_problems);
     problems.extend(manifest_problems(id, table, state).await?);
@@ -515,12 +515,10 @@ fn partition_value_problems(state: &DeltaTableState, partitions: &[String]) -> V
 /// The last checkpoint: a classic single-file (or multi-part) Parquet checkpoint every promised
 /// reader opens, holding the columns they read.
 async fn checkpoint_problems(
-    id: &TableId,
     table: &DeltaTable,
     version: u64,
 ) -> Result<(Option<u64>, Vec<Problem>)> {
-    let log_store = table.log_store();
-    let store = log_store.object_store(None);
+    let store = table.log_store().object_store(None);
     let at = |p: &Path| format!("{}{p}", table.table_url());
     let hint = Path::from("_delta_log/_last_checkpoint");
     let bytes = match store.get(&hint).await {
@@ -559,6 +557,15 @@ async fn checkpoint_problems(
             format!("is past the table's latest version {version}"),
         ));
     }
+    out.extend(checkpoint_file_problems(table, cp).await?);
+    Ok((Some(cp), out))
+}
+
+/// The files of checkpoint `cp`: a classic Parquet checkpoint (single or multi-part) exists,
+/// opens, and has the columns every reader reads.
+async fn checkpoint_file_problems(table: &DeltaTable, cp: u64) -> Result<Vec<Problem>> {
+    let store = table.log_store().object_store(None);
+    let at = |p: &Path| format!("{}{p}", table.table_url());
     let prefix = Path::from(format!("_delta_log/{cp:020}.checkpoint"));
     let files: Vec<Path> = store
         .list(Some(&Path::from("_delta_log")))
@@ -573,7 +580,7 @@ async fn checkpoint_problems(
         .collect();
     if classic.is_empty() {
         let named = files.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-        out.push(problem(
+        return Ok(vec![problem(
             format!("checkpoint {cp}"),
             if named.is_empty() {
                 "_last_checkpoint names it, but no checkpoint file of that version exists"
@@ -584,9 +591,9 @@ async fn checkpoint_problems(
                     reader_feature_reason("v2Checkpoint")
                 )
             },
-        ));
-        return Ok((Some(cp), out));
+        )]);
     }
+    let mut out = Vec::new();
     for path in classic {
         // A checkpoint holds one row per live file: small next to the data it describes.
         let bytes = store
@@ -623,8 +630,7 @@ async fn checkpoint_problems(
             }
         }
     }
-    let _ = id;
-    Ok((Some(cp), out))
+    Ok(out)
 }
 
 /// `<v>.checkpoint.parquet` or `<v>.checkpoint.<part>.<parts>.parquet` (not a V2 UUID-named one).

@@ -727,30 +727,66 @@ async fn route_batch(
     writers: &mut [DeltaWriter],
     stats: &mut PartStats,
 ) -> Result<()> {
-    let arrow = |context: &TableId| {
-        let context = format!("rows for {context}");
-        move |source| Error::Arrow {
-            context: context.clone(),
-            source,
-        }
-    };
-    let lineage = |source| Error::Arrow {
-        context: "lineage of the typed rows".into(),
-        source,
-    };
-    let verdicts = |source| Error::Arrow {
-        context: "expectation verdicts of the typed rows".into(),
-        source,
-    };
-    let n = batch.num_rows();
     let ok: Vec<&BooleanArray> = plan
         .ok
         .iter()
         .map(|&c| batch.column(c).as_boolean())
         .collect();
+    count_verdicts(batch, plan, &ok, stats)?;
+    // Rows passing every drop rule.
+    let mut all_ok: Option<BooleanArray> = None;
+    for &i in &plan.drop {
+        all_ok = Some(match all_ok {
+            None => ok[i].clone(),
+            Some(a) => and(&a, ok[i]).map_err(|source| Error::Arrow {
+                context: "expectation verdicts of the typed rows".into(),
+                source,
+            })?,
+        });
+    }
+    for (r, route) in routes.iter().enumerate() {
+        let out = match &route.kind {
+            RouteKind::Quarantine { cols } => match &all_ok {
+                Some(all_ok) => quarantine_rows(batch, plan, &ok, all_ok, cols, route)?,
+                None => continue,
+            },
+            RouteKind::Table { flag, cols, dedupe } => table_rows(
+                batch,
+                all_ok.as_ref(),
+                *flag,
+                cols,
+                dedupe.as_deref(),
+                route,
+            )?,
+        };
+        let Some(out) = out.filter(|o| o.num_rows() > 0) else {
+            continue;
+        };
+        stats.rows[r] += out.num_rows() as u64;
+        writers[r]
+            .write(&out)
+            .await
+            .map_err(|e| Error::delta(&route.table, e))?;
+    }
+    Ok(())
+}
+
+/// Counts each rule's violations in `batch` and remembers the first row (file, line) that
+/// violates each `fail` rule.
+fn count_verdicts(
+    batch: &RecordBatch,
+    plan: &RulePlan,
+    ok: &[&BooleanArray],
+    stats: &mut PartStats,
+) -> Result<()> {
+    let n = batch.num_rows();
     for (i, ok) in ok.iter().enumerate() {
         stats.violations[i] += (n - ok.true_count()) as u64;
     }
+    let lineage = |source| Error::Arrow {
+        context: "lineage of the typed rows".into(),
+        source,
+    };
     for &i in &plan.fail {
         if ok[i].true_count() == n {
             continue;
@@ -765,72 +801,78 @@ async fn route_batch(
             }
         }
     }
-    // Rows passing every drop rule.
-    let mut all_ok: Option<BooleanArray> = None;
-    for &i in &plan.drop {
-        all_ok = Some(match all_ok {
-            None => ok[i].clone(),
-            Some(a) => and(&a, ok[i]).map_err(verdicts)?,
-        });
-    }
-    for (r, route) in routes.iter().enumerate() {
-        let out = match &route.kind {
-            RouteKind::Quarantine { cols } => {
-                let Some(all_ok) = &all_ok else { continue };
-                let bad = not(all_ok).map_err(arrow(&route.table))?;
-                if bad.true_count() == 0 {
-                    continue;
-                }
-                let mut rule = StringBuilder::new();
-                for row in (0..n).filter(|&row| bad.value(row)) {
-                    let first = plan
-                        .drop
-                        .iter()
-                        .find(|&&i| !ok[i].value(row) || ok[i].is_null(row));
-                    rule.append_option(first.map(|&i| plan.names[i].as_str()));
-                }
-                let rule: ArrayRef = Arc::new(rule.finish());
-                let columns = cols
-                    .iter()
-                    .map(|c| match c {
-                        None => Ok(rule.clone()),
-                        Some(c) => filter(batch.column(*c), &bad),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(arrow(&route.table))?;
-                conform_columns(columns, &route.schema, &route.table)?
-            }
-            RouteKind::Table { flag, cols, dedupe } => {
-                let flag = batch.column(*flag).as_boolean();
-                let keep = match &all_ok {
-                    Some(a) => and(a, flag).map_err(arrow(&route.table))?,
-                    None => flag.clone(),
-                };
-                if keep.true_count() == 0 {
-                    continue;
-                }
-                let projected = batch.project(cols).map_err(arrow(&route.table))?;
-                let rows = filter_record_batch(&projected, &keep).map_err(arrow(&route.table))?;
-                let rows = conform_batch(rows, &route.schema, &route.table)?;
-                match dedupe {
-                    Some(seen) => {
-                        let new = seen.insert(&rows, &route.table)?;
-                        filter_record_batch(&rows, &new).map_err(arrow(&route.table))?
-                    }
-                    None => rows,
-                }
-            }
-        };
-        if out.num_rows() == 0 {
-            continue;
-        }
-        stats.rows[r] += out.num_rows() as u64;
-        writers[r]
-            .write(&out)
-            .await
-            .map_err(|e| Error::delta(&route.table, e))?;
-    }
     Ok(())
+}
+
+fn arrow_error(table: &TableId) -> impl Fn(deltalake::arrow::error::ArrowError) -> Error + '_ {
+    move |source| Error::Arrow {
+        context: format!("rows for {table}"),
+        source,
+    }
+}
+
+/// The rows failing a drop rule, as the quarantine table's columns, each with the name of the
+/// first rule it fails (None: none fails).
+fn quarantine_rows(
+    batch: &RecordBatch,
+    plan: &RulePlan,
+    ok: &[&BooleanArray],
+    all_ok: &BooleanArray,
+    cols: &[Option<usize>],
+    route: &Route,
+) -> Result<Option<RecordBatch>> {
+    let bad = not(all_ok).map_err(arrow_error(&route.table))?;
+    if bad.true_count() == 0 {
+        return Ok(None);
+    }
+    let mut rule = StringBuilder::new();
+    for row in (0..batch.num_rows()).filter(|&row| bad.value(row)) {
+        let first = plan
+            .drop
+            .iter()
+            .find(|&&i| !ok[i].value(row) || ok[i].is_null(row));
+        rule.append_option(first.map(|&i| plan.names[i].as_str()));
+    }
+    let rule: ArrayRef = Arc::new(rule.finish());
+    let columns = cols
+        .iter()
+        .map(|c| match c {
+            None => Ok(rule.clone()),
+            Some(c) => filter(batch.column(*c), &bad),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(arrow_error(&route.table))?;
+    conform_columns(columns, &route.schema, &route.table).map(Some)
+}
+
+/// The rows a table keeps: its filter's, passing every drop rule, not already in the table.
+fn table_rows(
+    batch: &RecordBatch,
+    all_ok: Option<&BooleanArray>,
+    flag: usize,
+    cols: &[usize],
+    dedupe: Option<&Seen>,
+    route: &Route,
+) -> Result<Option<RecordBatch>> {
+    let err = arrow_error(&route.table);
+    let flag = batch.column(flag).as_boolean();
+    let keep = match all_ok {
+        Some(a) => and(a, flag).map_err(&err)?,
+        None => flag.clone(),
+    };
+    if keep.true_count() == 0 {
+        return Ok(None);
+    }
+    let projected = batch.project(cols).map_err(&err)?;
+    let rows = filter_record_batch(&projected, &keep).map_err(&err)?;
+    let rows = conform_batch(rows, &route.schema, &route.table)?;
+    Ok(Some(match dedupe {
+        Some(seen) => {
+            let new = seen.insert(&rows, &route.table)?;
+            filter_record_batch(&rows, &new).map_err(&err)?
+        }
+        None => rows,
+    }))
 }
 
 /// The row count of a file's statistics in the log (its minimum and maximum values skipped).
