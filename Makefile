@@ -54,6 +54,7 @@ demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake status
 	$(BERSERKR) --lake $(LAKE) lake check
 	@echo "report: $(MODEL)/report.html"
+	@echo "serve:  $(BERSERKR) --lake $(LAKE) serve --model $(MODEL)   # would listen on http://127.0.0.1:8080"
 
 ## The same demo with the lake and the drops in S3: a local S3 server (moto's), then
 ## `make demo LAKE=s3://... DROPS='s3://...'` (see examples/s3-demo.sh; docker/ has MinIO).

@@ -24,6 +24,9 @@ pub const BRONZE: &str = "bronze.online_retail";
 pub const GOLD_FEATURES: &str = "gold.customer_item_features";
 /// The gold table batch scores are written to.
 pub const SCORES: &str = "gold.purchase_scores";
+/// The gold table of features as of the latest silver timestamp, without a label: what
+/// `berserkr score` scores by default.
+pub const SCORING_FEATURES: &str = "gold.scoring_features";
 /// Gold's partition column: the instant a row's features are computed as of.
 pub const CUTOFF_COLUMN: &str = "cutoff";
 /// How a cutoff is written, in the tables and on the command line.
@@ -516,6 +519,15 @@ impl Catalog {
     /// All migrations, in order.
     pub fn migrations(&self) -> &[Migration] {
         &self.migrations
+    }
+
+    /// The digest of a feature definition: SHA-256 of the transform's SQL (`path`), its first 16
+    /// hex digits. Gold records it with every cutoff it writes and a model's manifest records
+    /// the one it was trained on, so a model never scores features computed another way.
+    pub fn definition(&self, path: &str) -> Result<String> {
+        use sha2::Digest;
+        let sql = self.sql(path)?;
+        Ok(hex::encode(sha2::Sha256::digest(sql.as_bytes()))[..16].to_string())
     }
 
     /// A SQL file of `tables/` by its path, e.g. `tables/silver/transactions.sql`.

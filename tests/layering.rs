@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of `src/` and its layer, lowest first. A module may use modules of lower
 /// layers only (not of its own layer, which keeps modules of one layer independent).
-const LAYERS: [(&str, u32); 12] = [
+const LAYERS: [(&str, u32); 13] = [
     ("lzo", 0),
     ("error", 1),
     ("store", 2),
@@ -19,7 +19,8 @@ const LAYERS: [(&str, u32); 12] = [
     ("migrate", 6),
     ("ops", 6),
     ("ml", 7),
-    ("lib", 8),
+    ("serve", 8),
+    ("lib", 9),
 ];
 
 /// Files of `src/ops` every operation may use (besides the types `ops/mod.rs` re-exports).

@@ -320,10 +320,12 @@ async fn every_learner_trains_scores_and_exports_pmml_that_jpmml_agrees_with() {
             .unwrap();
         assert!(r.manifest.evaluation.model.roc_auc > 0.6, "{kind:?}");
 
-        // Batch scores: one row per pair of the latest cutoff, ranked per customer.
+        // Batch scores of the present: one row per pair of the scoring snapshot (features as of
+        // the last silver timestamp, after every training cutoff), ranked per customer.
         let s = lake.score(&out).await.unwrap();
         assert!(s.version.is_some() && s.rows > 1000, "{s:?}");
-        assert_eq!(&s.cutoff, r.manifest.cutoffs.last().unwrap());
+        assert_eq!(s.source_table, "gold.scoring_features");
+        assert!(&s.cutoff > r.manifest.cutoffs.last().unwrap(), "{s:?}");
         let again = lake.score(&out).await.unwrap();
         assert_eq!(
             again.version, None,
@@ -359,7 +361,7 @@ async fn every_learner_trains_scores_and_exports_pmml_that_jpmml_agrees_with() {
         assert!(st.success());
         let sample = query(
             &lake,
-            "gold.customer_item_features",
+            &s.source_table,
             &format!(
                 "SELECT * FROM t WHERE cutoff = '{}' ORDER BY CustomerID, StockCode LIMIT 300",
                 s.cutoff
@@ -373,6 +375,8 @@ async fn every_learner_trains_scores_and_exports_pmml_that_jpmml_agrees_with() {
             dir.path().join("lake").as_os_str(),
             s.model_id.as_ref(),
             s.cutoff.as_ref(),
+            "300".as_ref(),
+            s.source_table.replace('.', "/").as_ref(),
         ]);
         let v: serde_json::Value = serde_json::from_str(&res).unwrap();
         assert_eq!(v["rows"].as_u64(), Some(300), "{res}");

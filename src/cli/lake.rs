@@ -413,6 +413,15 @@ async fn refresh(
 }
 
 fn print_gold(report: &berserkr::ops::gold::GoldReport) {
+    if let Some(s) = &report.scoring {
+        match s.version {
+            Some(v) => println!(
+                "{:<32} {} rows as of {} (the last silver timestamp; no label) (version {v})",
+                s.table, s.rows, s.cutoff
+            ),
+            None => println!("{:<32} up to date as of {}", s.table, s.cutoff),
+        }
+    }
     match report.version {
         Some(v) => println!(
             "{:<32} {} rows ({} labelled 1) for cutoffs {} from {} version {} (version {v})",

@@ -69,15 +69,29 @@ pub struct ScoreArgs {
     /// How many items to print for --customer.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Feature cutoff to score (default: the latest in the table).
+    /// A cutoff of the model's training table to score (default: the present, the features of
+    /// gold.scoring_features as of the last silver timestamp).
     #[arg(long)]
     cutoff: Option<String>,
-    /// Feature-table version to score (default: latest).
+    /// Version of the feature table scored (default: latest).
     #[arg(long)]
     version: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model directory (from `berserkr train`); its scores come from gold.purchase_scores.
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Seconds between looks for newer scores.
+    #[arg(long, default_value_t = 5)]
+    reload_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,11 +283,13 @@ pub async fn score(lake: Lakehouse, args: ScoreArgs) -> anyhow::Result<u8> {
     } else {
         match report.version {
             Some(v) => println!(
-                "{:<32} {} rows for {} customers, model {}, cutoff {} of {} version {} (version {v})",
+                "{:<32} {} rows for {} customers, model {} (trained on {} version {}), cutoff {} of {} version {} (version {v})",
                 report.table,
                 report.rows,
                 report.customers,
                 report.model_id,
+                report.train_table,
+                report.train_version,
                 report.cutoff,
                 report.source_table,
                 report.source_version
@@ -284,6 +300,32 @@ pub async fn score(lake: Lakehouse, args: ScoreArgs) -> anyhow::Result<u8> {
             ),
         }
     }
+    Ok(EXIT_OK)
+}
+
+pub async fn serve(lake: Lakehouse, args: ServeArgs) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let server = lake
+        .serve(&args.model)
+        .with_addr(args.addr)
+        .with_reload_interval(std::time::Duration::from_secs(args.reload_secs.max(1)))
+        .bind()
+        .await?;
+    // Whoever started the server may stop reading its output: that must not stop it.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "serving model {} ({} customers scored) on http://{}",
+        server.model_id(),
+        server.customers(),
+        server.local_addr()?
+    );
+    let _ = writeln!(
+        out,
+        "  GET /health  GET /customers/{{id}}/top?k=10  POST /score"
+    );
+    let _ = out.flush();
+    server.run().await?;
     Ok(EXIT_OK)
 }
 

@@ -45,8 +45,11 @@ enum Command {
     Lake(lake::LakeCommand),
     /// Train a purchase-likelihood model on a pinned snapshot of the gold features.
     Train(ml::TrainArgs),
-    /// Score the latest features with a trained model into gold.purchase_scores.
+    /// Score the present (features as of the last silver timestamp) with a trained model into
+    /// gold.purchase_scores, or print one customer's most likely items.
     Score(ml::ScoreArgs),
+    /// Serve a model's scores and the model over HTTP (GET /customers/{id}/top, POST /score).
+    Serve(ml::ServeArgs),
     /// Export a trained model.
     #[command(subcommand)]
     Model(ml::ModelCommand),
@@ -67,6 +70,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Score(args) => {
             lake().and_then(|l| runtime().and_then(|rt| rt.block_on(ml::score(l, args))))
+        }
+        Command::Serve(args) => {
+            lake().and_then(|l| runtime().and_then(|rt| rt.block_on(ml::serve(l, args))))
         }
         Command::Model(cmd) => runtime().and_then(|rt| rt.block_on(ml::model(cmd))),
         Command::Query(args) => {

@@ -17,6 +17,7 @@ use crate::catalog::{CUTOFF_COLUMN, TableId};
 use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, log, partition_values};
 use crate::session::{collect_sql, df, session};
+use std::collections::BTreeMap;
 
 /// The features every model uses: the numeric columns of `gold.customer_item_features`
 /// (the same 13 as `../shared/peers/train.py`).
@@ -66,19 +67,24 @@ pub struct FeatureFrame {
     pub names: Vec<String>,
     /// `features[f][row]`.
     pub features: Vec<Vec<f64>>,
-    /// 0/1 label of each row.
+    /// 0/1 label of each row (empty when the table has no label: a scoring table).
     pub label: Vec<u8>,
 }
 
 impl FeatureFrame {
     /// Rows.
     pub fn len(&self) -> usize {
-        self.label.len()
+        self.customer.len()
     }
 
     /// True when there is no row.
     pub fn is_empty(&self) -> bool {
-        self.label.is_empty()
+        self.customer.is_empty()
+    }
+
+    /// True when the rows carry labels (a training table; a scoring table has none).
+    pub fn labelled(&self) -> bool {
+        self.label.len() == self.customer.len() && !self.is_empty()
     }
 
     /// Distinct cutoffs, ascending.
@@ -185,16 +191,68 @@ pub async fn read_features(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
+    let labelled = has_label(table, id)?;
     let sql = format!(
-        "SELECT cutoff, CustomerID, StockCode, {}, label FROM features {filter} \
+        "SELECT cutoff, CustomerID, StockCode, {}{} FROM features {filter} \
          ORDER BY cutoff, CustomerID, StockCode",
-        FEATURES.join(", ")
+        FEATURES.join(", "),
+        if labelled { ", label" } else { "" }
     );
     let batches = collect_sql(&ctx, &sql, id).await?;
-    frame(&batches, id)
+    frame(&batches, id, labelled)
 }
 
-fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
+/// True when the table has a `label` column (a training table).
+pub fn has_label(table: &DeltaTable, id: &TableId) -> Result<bool> {
+    Ok(table
+        .snapshot()
+        .map_err(|e| Error::delta(id, e))?
+        .snapshot()
+        .arrow_schema()
+        .index_of("label")
+        .is_ok())
+}
+
+/// The feature definition each cutoff of a gold snapshot was computed with: for each cutoff
+/// partition, the `definition` recorded by the newest commit (at or before the snapshot) that
+/// wrote it (`None`: written before definitions were recorded, or its commit is no longer in
+/// the log).
+pub async fn definitions(
+    table: &DeltaTable,
+    id: &TableId,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let mut out: BTreeMap<String, Option<String>> = partition_values(table, id, CUTOFF_COLUMN)?
+        .into_iter()
+        .map(|c| (c, None))
+        .collect();
+    let mut pending = out.len();
+    let log_store = table.log_store();
+    let mut version = table.version().unwrap_or(0);
+    while pending > 0 {
+        if let Some(info) = log::read_commit(&log_store, id, version)
+            .await?
+            .and_then(|c| c.info().and_then(|i| i.info.get("berserkr.gold").cloned()))
+        {
+            let definition = info["definition"].as_str().map(str::to_string);
+            for c in info["cutoffs"].as_array().into_iter().flatten() {
+                if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
+                    && slot.is_none()
+                    && definition.is_some()
+                {
+                    *slot = definition.clone();
+                    pending -= 1;
+                }
+            }
+        }
+        if version == 0 {
+            break;
+        }
+        version -= 1;
+    }
+    Ok(out)
+}
+
+fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<FeatureFrame> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut f = FeatureFrame {
         names: FEATURES.iter().map(|s| s.to_string()).collect(),
@@ -246,6 +304,9 @@ fn frame(batches: &[RecordBatch], id: &TableId) -> Result<FeatureFrame> {
                 return Err(null(name));
             }
             f.features[j].extend_from_slice(c.values());
+        }
+        if !labelled {
+            continue;
         }
         let l = cast(b.column(3 + FEATURES.len()), &DataType::Int64).map_err(arrow("label"))?;
         let l = l

@@ -115,6 +115,11 @@ pub struct Manifest {
     pub schema: serde_json::Value,
     /// Features, in model order.
     pub features: Vec<String>,
+    /// Digest of the definition the features were computed with (gold's transform SQL, see
+    /// [`crate::catalog::Catalog::definition`]): a model scores only features of the same one.
+    /// `None` for models trained on gold written before definitions were recorded.
+    #[serde(default)]
+    pub feature_definition: Option<String>,
     /// The label.
     pub label: LabelSpec,
     /// Cutoffs in the snapshot.
@@ -207,6 +212,12 @@ impl TrainBuilder {
                 .as_ref(),
         )
         .map_err(|e| Error::serialize(format!("the schema of {id}"), e))?;
+        if !data::has_label(&table, &id)? {
+            return Err(Error::InvalidArgument(format!(
+                "{id} has no label (it is for scoring): train on {GOLD_FEATURES}"
+            )));
+        }
+        let feature_definition = one_definition(&table, &id).await?;
         let frame = data::read_features(&table, &id, None, None).await?;
         if frame.is_empty() {
             return Err(Error::Precondition(format!(
@@ -219,7 +230,14 @@ impl TrainBuilder {
         let params = self.params.clone();
         let out = self.out.clone();
         let (manifest, files) = tokio::task::spawn_blocking(move || {
-            fit_and_evaluate(frame, snapshot, schema, window_days, &params)
+            fit_and_evaluate(
+                frame,
+                snapshot,
+                schema,
+                window_days,
+                &params,
+                feature_definition,
+            )
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
@@ -239,6 +257,24 @@ impl TrainBuilder {
     }
 }
 operation!(TrainBuilder => TrainReport);
+
+/// The one feature definition every cutoff of a snapshot was computed with (`None` when no
+/// cutoff has one recorded); cutoffs computed two ways are an error: a model would learn from
+/// features that do not mean the same thing.
+async fn one_definition(table: &deltalake::DeltaTable, id: &TableId) -> Result<Option<String>> {
+    let definitions = data::definitions(table, id).await?;
+    let distinct: std::collections::BTreeSet<&Option<String>> = definitions.values().collect();
+    match distinct.len() {
+        0 => Ok(None),
+        1 => Ok(distinct.into_iter().next().cloned().flatten()),
+        _ => Err(Error::InvalidData {
+            table: id.to_string(),
+            reason: format!(
+                "its cutoffs were computed with different feature definitions ({definitions:?}): rebuild them with `berserkr lake refresh gold`"
+            ),
+        }),
+    }
+}
 
 /// Rows of the training and evaluation sets.
 fn split_rows(frame: &FeatureFrame, window_days: i64, seed: u64) -> (Vec<u32>, Vec<u32>, Split) {
@@ -362,6 +398,7 @@ fn fit_and_evaluate(
     schema: serde_json::Value,
     window_days: i64,
     params: &Params,
+    feature_definition: Option<String>,
 ) -> Result<(Manifest, Files)> {
     let (train, eval, split) = split_rows(&frame, window_days, params.seed);
     if train.is_empty() || eval.is_empty() {
@@ -393,6 +430,7 @@ fn fit_and_evaluate(
         rows: frame.len(),
         schema,
         features: frame.names.clone(),
+        feature_definition,
         label: LabelSpec {
             column: "label".into(),
             window_days,

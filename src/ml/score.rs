@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::data::{FeatureFrame, latest_cutoff, read_features};
 use super::{Model, read_manifest, read_model};
-use crate::catalog::{SCORES, TableId};
+use crate::catalog::{GOLD_FEATURES, SCORES, SCORING_FEATURES, TableId};
 use crate::error::{Error, Result};
 use crate::lake::{At, Lakehouse, operation, score_app_id};
 use crate::ops::target::{Change, Committed, Staging, Target, Txn};
@@ -34,6 +34,10 @@ pub struct ScoreReport {
     pub rows: u64,
     /// Customers scored.
     pub customers: u64,
+    /// The snapshot the model was trained on.
+    pub train_table: String,
+    /// Its version.
+    pub train_version: u64,
     /// The scores table.
     pub table: String,
     /// Its new version (None: these scores were already there).
@@ -61,8 +65,9 @@ pub struct ScoreBuilder {
 }
 
 impl Lakehouse {
-    /// Scores the latest cutoff of the feature table's latest version with the model in
-    /// `model_dir`, into `gold.purchase_scores`.
+    /// Scores the features of the present (`gold.scoring_features`: as of the last silver
+    /// timestamp) with the model in `model_dir`, into `gold.purchase_scores`; with
+    /// [`ScoreBuilder::with_cutoff`], a cutoff of the model's training table instead.
     pub fn score(&self, model_dir: impl Into<PathBuf>) -> ScoreBuilder {
         ScoreBuilder {
             lake: self.clone(),
@@ -76,6 +81,8 @@ impl Lakehouse {
 /// A scored cutoff, before writing.
 struct Scored {
     model_id: String,
+    train_table: String,
+    train_version: u64,
     source_table: TableId,
     source_version: u64,
     cutoff: String,
@@ -91,16 +98,32 @@ impl ScoreBuilder {
         self
     }
 
-    /// Which cutoff (default: the latest in the snapshot).
+    /// Score this cutoff of the model's training table (default: the scoring table's cutoff,
+    /// the present).
     pub fn with_cutoff(mut self, cutoff: Option<String>) -> Self {
         self.cutoff = cutoff;
         self
     }
 
+    /// The feature table scored: the model's training table at an explicit cutoff, else its
+    /// scoring counterpart (features as of the last silver timestamp).
+    fn source_table(&self, manifest: &super::Manifest) -> Result<TableId> {
+        let trained: TableId = manifest.snapshot.table.parse()?;
+        if self.cutoff.is_some() {
+            return Ok(trained);
+        }
+        if trained.to_string() == GOLD_FEATURES {
+            return SCORING_FEATURES.parse();
+        }
+        Err(Error::InvalidArgument(format!(
+            "the model was trained on {trained}, which has no scoring table: name a --cutoff of it"
+        )))
+    }
+
     async fn scored(&self, customer: Option<i64>) -> Result<Scored> {
         let manifest = read_manifest(&self.model_dir).await?;
         let model = read_model(&self.model_dir).await?;
-        let id: TableId = manifest.snapshot.table.parse()?;
+        let id = self.source_table(&manifest)?;
         let table = self.lake.table_at(&id, &self.at).await?;
         let source_version = table.version().unwrap_or(0);
         let cutoff = match &self.cutoff {
@@ -111,6 +134,7 @@ impl ScoreBuilder {
                 ))
             })?,
         };
+        same_definition(&manifest, &table, &id, &cutoff, &self.model_dir).await?;
         let frame = read_features(&table, &id, Some(&cutoff), customer).await?;
         if frame.is_empty() && customer.is_none() {
             return Err(Error::InvalidArgument(format!(
@@ -124,6 +148,8 @@ impl ScoreBuilder {
         let ranks = rank(&frame, &scores);
         Ok(Scored {
             model_id: manifest.model_id,
+            train_table: manifest.snapshot.table,
+            train_version: manifest.snapshot.version,
             source_table: id,
             source_version,
             cutoff,
@@ -152,7 +178,9 @@ impl ScoreBuilder {
         let scores_id: TableId = SCORES.parse()?;
         let mut target = Target::open(&self.lake, &scores_id).await?;
         let s = self.scored(None).await?;
-        let app_id = score_app_id(&s.model_id);
+        // Per model and feature table: the scoring table's versions and the training table's
+        // are not comparable.
+        let app_id = format!("{}.{}", score_app_id(&s.model_id), s.source_table);
         let customers = {
             let mut c = s.frame.customer.clone();
             c.dedup();
@@ -165,6 +193,8 @@ impl ScoreBuilder {
             cutoff: s.cutoff.clone(),
             rows: s.frame.len() as u64,
             customers,
+            train_table: s.train_table.clone(),
+            train_version: s.train_version,
             table: scores_id.to_string(),
             version: None,
         };
@@ -190,6 +220,8 @@ impl ScoreBuilder {
         staging.close().await?;
         let metadata = json!({
             "model_id": s.model_id,
+            "train_table": s.train_table,
+            "train_version": s.train_version,
             "source": s.source_table.to_string(),
             "source_version": s.source_version,
             "cutoff": s.cutoff,
@@ -230,6 +262,8 @@ fn score_batch(schema: &SchemaRef, s: &Scored, id: &TableId) -> Result<RecordBat
                 "cutoff" => Arc::new(StringArray::from(vec![s.cutoff.as_str(); n])),
                 "source_table" => Arc::new(StringArray::from(vec![s.source_table.to_string(); n])),
                 "source_version" => Arc::new(Int64Array::from(vec![s.source_version as i64; n])),
+                "train_table" => Arc::new(StringArray::from(vec![s.train_table.as_str(); n])),
+                "train_version" => Arc::new(Int64Array::from(vec![s.train_version as i64; n])),
                 other => {
                     return Err(Error::Catalog {
                         file: format!("tables/{}.toml", id.path()),
@@ -240,6 +274,38 @@ fn score_batch(schema: &SchemaRef, s: &Scored, id: &TableId) -> Result<RecordBat
         })
         .collect::<Result<Vec<_>>>()?;
     crate::session::conform_columns(columns, schema, id)
+}
+
+/// Refuses to score `cutoff` of `table` unless its features were computed with the definition the
+/// model was trained on.
+async fn same_definition(
+    manifest: &super::Manifest,
+    table: &deltalake::DeltaTable,
+    id: &TableId,
+    cutoff: &str,
+    model_dir: &std::path::Path,
+) -> Result<()> {
+    let path = model_dir.display().to_string();
+    let Some(trained) = &manifest.feature_definition else {
+        return Err(Error::InvalidModel {
+            path,
+            reason: "its manifest records no feature definition (trained before berserkr recorded them): retrain it".into(),
+        });
+    };
+    let found = super::data::definitions(table, id)
+        .await?
+        .remove(cutoff)
+        .flatten();
+    match found {
+        Some(d) if &d == trained => Ok(()),
+        other => Err(Error::InvalidModel {
+            path,
+            reason: format!(
+                "trained on features of definition {trained}, but {id} cutoff {cutoff} was computed with {}: retrain the model on the current gold, or score with the build that computed its features",
+                other.as_deref().unwrap_or("an unrecorded one")
+            ),
+        }),
+    }
 }
 
 /// The frame's columns in the model's feature order.

@@ -29,11 +29,13 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::catalog::{CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, TableId, TableSpec};
+use crate::catalog::{
+    CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, SCORING_FEATURES, TableId, TableSpec,
+};
 use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, app_txn_version, operation, partition_values, refresh_app_id};
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
-use crate::session::{collect_sql, conform_batch, df, session};
+use crate::session::{collect_sql, conform_by_name, df, session};
 
 /// The name the gold transform reads its silver snapshot by.
 const SOURCE: &str = "silver";
@@ -54,6 +56,22 @@ pub struct GoldReport {
     /// Rows with label 1.
     pub positives: u64,
     /// New gold version, or None when it was already up to date.
+    pub version: Option<u64>,
+    /// The scoring snapshot (features as of the last silver timestamp, no label), when the
+    /// catalog declares its table.
+    pub scoring: Option<ScoringReport>,
+}
+
+/// What `lake refresh gold` did to the scoring snapshot (`gold.scoring_features`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoringReport {
+    /// The table.
+    pub table: String,
+    /// Its cutoff: the last silver timestamp (features from rows strictly before it).
+    pub cutoff: String,
+    /// Rows written.
+    pub rows: u64,
+    /// New version, or None when it was already up to date.
     pub version: Option<u64>,
 }
 
@@ -96,7 +114,7 @@ impl RefreshGoldBuilder {
 
     async fn execute(self) -> Result<GoldReport> {
         let gold = Gold::open(&self.lake).await?;
-        let cutoffs = gold.cutoffs(self.cutoffs).await?;
+        let (cutoffs, last) = gold.cutoffs(self.cutoffs).await?;
         let mut report = GoldReport {
             table: gold.id.to_string(),
             source: gold.silver_id.to_string(),
@@ -105,43 +123,31 @@ impl RefreshGoldBuilder {
             rows: 0,
             positives: 0,
             version: None,
+            scoring: None,
         };
-        if gold.up_to_date(&report.cutoffs).await? {
+        let labelled = !gold.up_to_date(&report.cutoffs).await?;
+        let scoring = match &gold.scoring {
+            Some(s) => s.cutoff_stale(&gold, last).await?,
+            None => None,
+        };
+        if !labelled && scoring.is_none() {
+            if let Some(s) = &gold.scoring {
+                report.scoring = Some(s.report(last, 0, None));
+            }
             return Ok(report);
         }
-        let mut target = Target::of(&self.lake, &gold.id, &gold.table)?;
-        let mut staging = Staging::new([&target]);
-        let (rows, positives) = match gold.write(&cutoffs, &target, &mut staging).await {
-            Ok(counts) => counts,
-            Err(e) => return staging.fail(e).await,
-        };
-        staging.close().await?;
-        let metadata = json!({
-            "source": gold.silver_id.to_string(),
-            "source_version": gold.silver_version,
-            "cutoffs": report.cutoffs,
-            "label_window_days": gold.window.num_days(),
-            "rows": rows,
-            "positives": positives,
-        });
-        // The cutoffs' partitions are replaced: their current files go in the same commit.
-        let change = Change::Replace {
-            column: CUTOFF_COLUMN.to_string(),
-            values: report.cutoffs.clone(),
-        };
-        let app_id = refresh_app_id(&gold.silver_id);
-        let txn = Txn {
-            app_id: &app_id,
-            version: gold.silver_version as i64,
-            exactly_once: false,
-        };
-        let committed = target
-            .commit(staging.take(0), change, txn, "berserkr.gold", metadata)
+        gold.load_silver(cutoffs.first().map_or(last, |(c, _)| *c))
             .await?;
-        if let Committed::Version(v) = committed {
-            report.version = Some(v);
+        if labelled {
+            let (rows, positives, version) = gold.write_labelled(&cutoffs).await?;
+            (report.rows, report.positives, report.version) = (rows, positives, version);
         }
-        (report.rows, report.positives) = (rows, positives);
+        if let Some(s) = &gold.scoring {
+            report.scoring = Some(match scoring {
+                Some(cutoff) => s.write(&gold, cutoff).await?,
+                None => s.report(last, 0, None),
+            });
+        }
         Ok(report)
     }
 }
@@ -158,6 +164,83 @@ struct Gold<'a> {
     silver_version: u64,
     window: Duration,
     ctx: SessionContext,
+    /// The scoring snapshot's table, when declared.
+    scoring: Option<Scoring>,
+}
+
+/// The scoring snapshot: gold's features as of the last silver timestamp, without a label, in a
+/// table of its own (training never reads it).
+struct Scoring {
+    id: TableId,
+    spec: TableSpec,
+    table: DeltaTable,
+}
+
+impl Scoring {
+    /// The cutoff to write when the table does not reflect this silver version yet.
+    async fn cutoff_stale(
+        &self,
+        gold: &Gold<'_>,
+        last: NaiveDateTime,
+    ) -> Result<Option<NaiveDateTime>> {
+        let app_id = refresh_app_id(&gold.silver_id);
+        let reflected = app_txn_version(&self.table, &self.id, &app_id).await?;
+        Ok((reflected != gold.silver_version as i64).then_some(last))
+    }
+
+    fn report(&self, cutoff: NaiveDateTime, rows: u64, version: Option<u64>) -> ScoringReport {
+        ScoringReport {
+            table: self.id.to_string(),
+            cutoff: cutoff.format(CUTOFF_FORMAT).to_string(),
+            rows,
+            version,
+        }
+    }
+
+    /// Replaces the table's snapshot with the features as of `cutoff` (the whole table: it holds
+    /// one scoring cutoff at a time; older ones stay readable by version).
+    async fn write(&self, gold: &Gold<'_>, cutoff: NaiveDateTime) -> Result<ScoringReport> {
+        let name = cutoff.format(CUTOFF_FORMAT).to_string();
+        let mut target = Target::of(gold.lake, &self.id, &self.table)?;
+        let mut staging = Staging::new([&target]);
+        // The transform's label window is empty here: the label column is computed and dropped.
+        let plan = Transform::parse(&gold.sql_at(&cutoff, &cutoff)?, gold.file(), SOURCE)?
+            .plan(&gold.ctx, &self.id, true)
+            .await?;
+        let schema = self.spec.arrow_schema();
+        let rows = match write_plan(&gold.ctx, plan, &target, &schema, &name, &mut staging).await {
+            Ok((rows, _)) => rows,
+            Err(e) => return staging.fail(e).await,
+        };
+        staging.close().await?;
+        let metadata = json!({
+            "source": gold.silver_id.to_string(),
+            "source_version": gold.silver_version,
+            "cutoffs": [name],
+            "definition": gold.definition()?,
+            "rows": rows,
+        });
+        let app_id = refresh_app_id(&gold.silver_id);
+        let txn = Txn {
+            app_id: &app_id,
+            version: gold.silver_version as i64,
+            exactly_once: false,
+        };
+        let committed = target
+            .commit(
+                staging.take(0),
+                Change::ReplaceAll,
+                txn,
+                "berserkr.gold",
+                metadata,
+            )
+            .await?;
+        let version = match committed {
+            Committed::Version(v) => Some(v),
+            Committed::AlreadyThere => None,
+        };
+        Ok(self.report(cutoff, rows, version))
+    }
 }
 
 impl<'a> Gold<'a> {
@@ -182,6 +265,16 @@ impl<'a> Gold<'a> {
             silver.table_provider().await.map_err(df(&silver_id))?,
         )
         .map_err(df(&silver_id))?;
+        let scoring_id: TableId = SCORING_FEATURES.parse()?;
+        let scoring = match lake.catalog().table(&scoring_id) {
+            Ok(spec) => Some(Scoring {
+                spec: spec.clone(),
+                table: lake.current_table(&scoring_id).await?,
+                id: scoring_id,
+            }),
+            Err(Error::UnknownTable { .. }) => None,
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             lake,
             id,
@@ -191,11 +284,95 @@ impl<'a> Gold<'a> {
             silver_version,
             window,
             ctx,
+            scoring,
         })
     }
 
+    /// The transform's file.
+    fn file(&self) -> &str {
+        self.spec.transform.as_deref().unwrap_or_default()
+    }
+
+    /// The transform's SQL for `cutoff`, its label window ending at `label_end`.
+    fn sql_at(&self, cutoff: &NaiveDateTime, label_end: &NaiveDateTime) -> Result<String> {
+        Ok(self
+            .lake
+            .catalog()
+            .sql(self.file())?
+            .replace("${cutoff}", &cutoff.format(CUTOFF_FORMAT).to_string())
+            .replace("${label_end}", &label_end.format(CUTOFF_FORMAT).to_string()))
+    }
+
+    /// The digest of the features' definition: the transform's SQL (see
+    /// [`crate::catalog::Catalog::definition`]), recorded with every cutoff gold writes.
+    fn definition(&self) -> Result<String> {
+        self.lake.catalog().definition(self.file())
+    }
+
+    /// Replaces silver in the session by an in-memory copy of the columns the transform reads
+    /// (it reads silver several times: pairs, customers, labels; each cutoff again).
+    async fn load_silver(&self, cutoff: NaiveDateTime) -> Result<()> {
+        let first = Transform::parse(
+            &self.sql_at(&cutoff, &(cutoff + self.window))?,
+            self.file(),
+            SOURCE,
+        )?;
+        let plan = first.plan(&self.ctx, &self.id, false).await?;
+        load_into_memory(&self.ctx, SOURCE, plan, &self.silver_id).await
+    }
+
+    /// Writes and commits the labelled cutoffs (their partitions replaced in one commit): rows,
+    /// positives, and the new version (None: another refresh did it meanwhile).
+    async fn write_labelled(
+        &self,
+        cutoffs: &[(NaiveDateTime, String)],
+    ) -> Result<(u64, u64, Option<u64>)> {
+        let mut target = Target::of(self.lake, &self.id, &self.table)?;
+        let mut staging = Staging::new([&target]);
+        let (rows, positives) = match self.write(cutoffs, &target, &mut staging).await {
+            Ok(counts) => counts,
+            Err(e) => return staging.fail(e).await,
+        };
+        staging.close().await?;
+        let names: Vec<&String> = cutoffs.iter().map(|(_, n)| n).collect();
+        let metadata = json!({
+            "source": self.silver_id.to_string(),
+            "source_version": self.silver_version,
+            "cutoffs": names,
+            "definition": self.definition()?,
+            "label_window_days": self.window.num_days(),
+            "rows": rows,
+            "positives": positives,
+        });
+        // The cutoffs' partitions are replaced: their current files go in the same commit.
+        let change = Change::Replace {
+            column: CUTOFF_COLUMN.to_string(),
+            values: names.into_iter().cloned().collect(),
+        };
+        let app_id = refresh_app_id(&self.silver_id);
+        let txn = Txn {
+            app_id: &app_id,
+            version: self.silver_version as i64,
+            exactly_once: false,
+        };
+        let committed = target
+            .commit(staging.take(0), change, txn, "berserkr.gold", metadata)
+            .await?;
+        Ok((
+            rows,
+            positives,
+            match committed {
+                Committed::Version(v) => Some(v),
+                Committed::AlreadyThere => None,
+            },
+        ))
+    }
+
     /// The cutoffs asked for, each whole label window inside silver, with their names.
-    async fn cutoffs(&self, cutoffs: Cutoffs) -> Result<Vec<(NaiveDateTime, String)>> {
+    async fn cutoffs(
+        &self,
+        cutoffs: Cutoffs,
+    ) -> Result<(Vec<(NaiveDateTime, String)>, NaiveDateTime)> {
         let silver_id = &self.silver_id;
         let bounds = collect_sql(
             &self.ctx,
@@ -228,10 +405,11 @@ impl<'a> Gold<'a> {
                 window.num_days()
             )));
         }
-        Ok(cuts
+        let named = cuts
             .into_iter()
             .map(|c| (c, c.format(CUTOFF_FORMAT).to_string()))
-            .collect())
+            .collect();
+        Ok((named, last))
     }
 
     /// True when gold reflects this silver version and holds every cutoff of `names`.
@@ -245,36 +423,22 @@ impl<'a> Gold<'a> {
     }
 
     /// Writes every cutoff's rows into new files held by `staging` (nothing is committed):
-    /// the rows and the rows whose label is 1.
+    /// the rows and the rows whose label is 1. Silver is in memory already ([`Self::load_silver`]).
     async fn write(
         &self,
         cutoffs: &[(NaiveDateTime, String)],
         target: &Target,
         staging: &mut Staging,
     ) -> Result<(u64, u64)> {
-        let file = self.spec.transform.as_deref().unwrap_or_default();
-        let template = self.lake.catalog().sql(file)?;
-        let sql_at = |c: &NaiveDateTime| {
-            template
-                .replace("${cutoff}", &c.format(CUTOFF_FORMAT).to_string())
-                .replace(
-                    "${label_end}",
-                    &(*c + self.window).format(CUTOFF_FORMAT).to_string(),
-                )
-        };
-        // The query reads silver several times (pairs, customers, labels; each cutoff again):
-        // read the columns it uses once, into memory.
-        let first = Transform::parse(&sql_at(&cutoffs[0].0), file, SOURCE)?;
-        let plan = first.plan(&self.ctx, &self.id, false).await?;
-        load_into_memory(&self.ctx, SOURCE, plan, &self.silver_id).await?;
         let schema = self.spec.arrow_schema();
         // Each cutoff's rows stream from the query into Parquet writers (one per partition of
         // the plan, so both cores encode).
         let (mut rows, mut positives) = (0u64, 0u64);
         for (c, name) in cutoffs {
-            let plan = Transform::parse(&sql_at(c), file, SOURCE)?
-                .plan(&self.ctx, &self.id, true)
-                .await?;
+            let plan =
+                Transform::parse(&self.sql_at(c, &(*c + self.window))?, self.file(), SOURCE)?
+                    .plan(&self.ctx, &self.id, true)
+                    .await?;
             let (r, p) = write_plan(&self.ctx, plan, target, &schema, name, staging).await?;
             rows += r;
             positives += p;
@@ -391,7 +555,8 @@ async fn write_plan(
             source,
         })
     };
-    let (label, cutoff_at) = (index_of("label")?, index_of(CUTOFF_COLUMN)?);
+    // The scoring table has no label: the query's label column is left out by name.
+    let (label, cutoff_at) = (schema.index_of("label").ok(), index_of(CUTOFF_COLUMN)?);
     let value = StringArray::from(vec![cutoff]);
     let table = id.to_string();
     let outside = move |message: String| Error::Query {
@@ -422,15 +587,18 @@ async fn write_plan(
             let (mut rows, mut positives) = (0u64, 0u64);
             let written: Result<()> = async {
                 while let Some(batch) = stream.next().await {
-                    let batch = conform_batch(batch.map_err(df(&id))?, &schema, &id)?;
+                    let batch = conform_by_name(batch.map_err(df(&id))?, &schema, &id)?;
                     rows += batch.num_rows() as u64;
-                    let l = cast(batch.column(label), &DataType::Int64).map_err(|source| {
-                        Error::Arrow {
-                            context: format!("labels of {id}"),
-                            source,
-                        }
-                    })?;
-                    positives += l.as_primitive::<Int64Type>().iter().flatten().sum::<i64>() as u64;
+                    if let Some(label) = label {
+                        let l = cast(batch.column(label), &DataType::Int64).map_err(|source| {
+                            Error::Arrow {
+                                context: format!("labels of {id}"),
+                                source,
+                            }
+                        })?;
+                        positives +=
+                            l.as_primitive::<Int64Type>().iter().flatten().sum::<i64>() as u64;
+                    }
                     let same =
                         eq(batch.column(cutoff_at), &value).map_err(|source| Error::Arrow {
                             context: format!("cutoff column of {id}"),

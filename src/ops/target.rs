@@ -260,6 +260,18 @@ impl Target {
                     },
                     Vec::new(),
                 ),
+                Change::ReplaceAll => (
+                    DeltaOperation::Write {
+                        mode: SaveMode::Overwrite,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                    self.state
+                        .log_data()
+                        .iter()
+                        .map(|f| Action::Remove(f.remove_action(true)))
+                        .collect(),
+                ),
                 Change::Replace { column, values } => (
                     DeltaOperation::Write {
                         mode: SaveMode::Overwrite,
@@ -329,6 +341,8 @@ impl Target {
 pub(crate) enum Change {
     /// Nothing: the files are appended.
     Append,
+    /// Every current file is removed in the same commit: the table holds only the new files.
+    ReplaceAll,
     /// The partitions where `column` is one of `values` are replaced: their current files are
     /// removed in the same commit.
     Replace {

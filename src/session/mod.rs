@@ -75,6 +75,29 @@ pub fn conform_batch(
     conform_columns(batch.columns().to_vec(), schema, table)
 }
 
+/// Casts the columns of `batch` named as the schema's fields to the table's schema (columns the
+/// table does not have are left out; one it has that the batch lacks is an error).
+pub fn conform_by_name(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    table: &TableId,
+) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .cloned()
+                .ok_or_else(|| Error::InvalidData {
+                    table: table.to_string(),
+                    reason: format!("the query yields no column {}", f.name()),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    conform_columns(columns, schema, table)
+}
+
 /// [`conform_batch`] for columns in the schema's order.
 pub fn conform_columns(
     columns: Vec<ArrayRef>,
