@@ -95,4 +95,40 @@ async fn all_real_drops_land_once_and_duckdb_reads_them() {
     assert_eq!(spec["cutoff"], gold.cutoffs[0].as_str());
     assert_eq!(spec["gold"], gold.rows);
     assert_eq!(spec["positives"], gold.positives);
+
+    // The next-purchase features (migration 0017), recomputed by DuckDB from silver's rows, at
+    // the labelled cutoff and at the scoring cutoff (the last silver timestamp: the only one with
+    // a year of history, so the only one whose seasonality is not all zero).
+    let check = repo().join("tests/tools/check_features.py");
+    let silver_table = dir.path().join("lake/silver/transactions");
+    let scoring = gold
+        .scoring
+        .as_ref()
+        .expect("gold.scoring_features is declared");
+    for (t, cutoff, season) in [
+        ("customer_item_features", gold.cutoffs[0].as_str(), false),
+        ("scoring_features", scoring.cutoff.as_str(), true),
+    ] {
+        let out = run_python(&[
+            check.as_os_str(),
+            silver_table.as_os_str(),
+            dir.path().join("lake/gold").join(t).as_os_str(),
+            cutoff.as_ref(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ours"], v["peer"], "{t} at {cutoff}: {out}");
+        assert!(
+            v["nonzero"]["item_recent_customers"].as_u64().unwrap() > 100_000,
+            "{out}"
+        );
+        assert!(
+            v["nonzero"]["repeat_pairs"].as_u64().unwrap() > 10_000,
+            "{out}"
+        );
+        assert_eq!(
+            v["nonzero"]["item_season_customers"].as_u64().unwrap() > 0,
+            season,
+            "{out}"
+        );
+    }
 }

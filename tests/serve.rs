@@ -212,19 +212,82 @@ async fn a_model_refuses_features_of_another_definition() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("definition"));
-    // A model trained on the new features scores them.
+    // A refresh of the changed definition recomputed every cutoff (old months too), so gold does
+    // not mix definitions: a model trained on the new features scores them.
+    let again = changed.refresh_gold().await.unwrap();
+    assert_eq!(again.version, None, "second refresh is a no-op: {again:?}");
     let newer = changed
         .train()
         .with_at(At::Latest)
         .with_out(dir.path().join("model2"))
-        .await;
-    // Gold now mixes definitions across its cutoffs (old months, new months): training says so.
-    match newer {
-        Err(Error::InvalidData { reason, .. }) => {
-            assert!(reason.contains("definitions"), "{reason}")
-        }
-        other => panic!("{:?}", other.map(|r| r.manifest.model_id)),
-    }
+        .await
+        .unwrap();
+    assert_eq!(
+        newer.manifest.feature_definition.as_deref(),
+        Some(
+            changed
+                .catalog()
+                .definition("tables/gold/customer_item_features.sql")
+                .unwrap()
+                .as_str()
+        )
+    );
+    changed.score(dir.path().join("model2")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_recomputes_every_cutoff_from_the_same_silver() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = scored_lake(dir.path()).await;
+    let before = lake
+        .refresh_gold()
+        .with_cutoffs(berserkr::ops::gold::Cutoffs::Monthly)
+        .await
+        .unwrap();
+    assert_eq!(before.version, None, "up to date: {before:?}");
+    let files: Vec<(String, String)> = Catalog::embedded_files()
+        .map(|(p, t)| {
+            let t = if p == "tables/gold/customer_item_features.sql" {
+                t.replace("count(*) AS n_purchases", "count(*) + 1 AS n_purchases")
+            } else {
+                t.to_string()
+            };
+            (p.to_string(), t)
+        })
+        .collect();
+    let changed = lake.clone().with_catalog(
+        Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap(),
+    );
+    // Silver has not moved; the definition has: a refresh of the latest cutoff recomputes every
+    // cutoff gold holds, and the scoring snapshot.
+    let g = changed.refresh_gold().await.unwrap();
+    assert!(g.version.is_some(), "{g:?}");
+    assert!(
+        before.cutoffs.iter().all(|c| g.cutoffs.contains(c)),
+        "{g:?}"
+    );
+    assert!(g.scoring.as_ref().unwrap().version.is_some(), "{g:?}");
+    let defs = berserkr::lake::definitions(
+        &changed
+            .table_at(&"gold.customer_item_features".parse().unwrap(), &At::Latest)
+            .await
+            .unwrap(),
+        &"gold.customer_item_features".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let current = changed
+        .catalog()
+        .definition("tables/gold/customer_item_features.sql")
+        .unwrap();
+    assert!(
+        defs.values()
+            .all(|d| d.as_deref() == Some(current.as_str())),
+        "{defs:?}"
+    );
+    // The original build sees another definition in gold: it recomputes too (no silent mix).
+    let back = lake.refresh_gold().await.unwrap();
+    assert!(back.version.is_some(), "{back:?}");
 }
 
 /// One HTTP/1.1 request; the status and the JSON body.

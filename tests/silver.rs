@@ -290,6 +290,22 @@ async fn silver_equals_the_duckdb_peer_on_generated_data() {
         v["ours"], v["peer"],
         "gold differs from the DuckDB peer: {out}"
     );
+    // The next-purchase features, recomputed by DuckDB from silver's rows.
+    let out = run_python(&[
+        tools.join("check_features.py").as_os_str(),
+        dir.path().join("lake/silver/transactions").as_os_str(),
+        dir.path()
+            .join("lake/gold/customer_item_features")
+            .as_os_str(),
+        gold.cutoffs[0].as_ref(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ours"], v["peer"], "next-purchase features differ: {out}");
+    assert!(
+        v["nonzero"]["item_recent_customers"].as_u64().unwrap() > 0,
+        "{out}"
+    );
+    assert!(v["nonzero"]["repeat_pairs"].as_u64().unwrap() > 0, "{out}");
 
     // Portability: Spark SQL runs the same files of tables/ over the same Parquet files and
     // gets the same silver and gold, row for row.

@@ -89,7 +89,7 @@ async fn a_model_records_its_snapshot_split_and_metrics() {
     let t = Trained::new().await;
     let m = &t.first.manifest;
     assert_eq!(m.snapshot.version, t.v);
-    assert_eq!(m.features.len(), 13);
+    assert_eq!(m.features.len(), berserkr::ml::data::FEATURES.len());
     assert!(m.cutoffs.len() >= 6, "{:?}", m.cutoffs);
     // Several cutoffs: time-based split, evaluated on the latest, no overlapping label window.
     match &m.split {

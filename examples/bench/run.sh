@@ -5,7 +5,8 @@
 #
 # Env: ROWS (default "500000 5000000"), ROUNDS (default 3), PEERS (default ../shared/peers),
 #      OUT (default bench-out),
-#      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (on an earlier run's lake),
+#      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (reusing an earlier run's
+#      training lake), TRAIN_ROUNDS (default 3), LINFA=0 skips the linfa peers,
 #      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh),
 #      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it).
 set -euo pipefail
@@ -121,34 +122,82 @@ PY
 done
 fi
 
-# Training on the gold table of the largest run (one cutoff: a seeded stratified 80/20 split, as
-# ../shared/peers/train.py does) against scikit-learn's DecisionTree(depth 8) and LightGBM, in the
-# same run. The peer reads DuckDB's gold, which the equality check above found identical to ours.
+# Training on the gold of the largest run, at four cutoffs (two trained on, one left out, the
+# last evaluated: the time split `berserkr train` makes), against the peers on exactly the same
+# rows, features and split (examples/bench/peer_models.py): LightGBM with our boosting's
+# parameters, interleaved with our boosting TRAIN_ROUNDS times (default 3); linfa-trees' decision
+# tree and linfa-logistic's logistic regression (examples/linfa-peer, a crate of its own built
+# here only); and, for continuity, ../shared/peers/train.py on DuckDB's gold (13 features, a
+# stratified split).
 n=${ROWS##* }
-if [ "${TRAIN:-1}" = 1 ] && [ -d "$OUT/lake-$n-eq/gold/customer_item_features" ]; then
+if [ "${TRAIN:-1}" = 1 ] && [ -s "$OUT/online_retail_$n.csv.lzo" ]; then
   echo
-  echo "== training on the gold table of $n rows" >&2
-  "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
-  "$PY" "$PEERS/train.py" "$OUT/duckdb-$n/gold.parquet" | tee "$OUT/train-peer.json"
-  for m in decision-tree random-forest gradient-boosting; do
+  echo "== training on the gold of $n rows" >&2
+  lt=$OUT/lake-$n-train
+  if [ ! -d "$lt/gold/customer_item_features" ] || [ "${ONLY_TRAIN:-0}" != 1 ]; then
+    rm -rf "$lt"; "$BIN" --lake "$lt" lake init > /dev/null
+    "$BIN" --lake "$lt" lake append "$OUT/online_retail_$n.csv.lzo" > /dev/null
+    "$BIN" --lake "$lt" lake refresh all --cutoff '2011-03-01 00:00:00' --cutoff '2011-05-01 00:00:00' \
+      --cutoff '2011-07-01 00:00:00' --cutoff '2011-09-01 00:00:00' > /dev/null
+  fi
+  : > "$OUT/train-lightgbm.jsonl"
+  for r in $(seq "${TRAIN_ROUNDS:-3}"); do
     "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
-    measure "train-$m-$n" "$BIN" --lake "$OUT/lake-$n-eq" train --model "$m" --out "$OUT/model-$m" > /dev/null
+    measure "train-gradient-boosting-$n" "$BIN" --lake "$lt" train --model gradient-boosting --out "$OUT/model-gradient-boosting" > /dev/null
+    "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+    "$PY" "$HERE/peer_models.py" lightgbm "$lt" "$OUT/model-gradient-boosting" | tee -a "$OUT/train-lightgbm.jsonl"
   done
-  "$PY" - "$OUT" <<'PY' | tee -a "$OUT/ratios.txt"
-import json, sys
-out = sys.argv[1]
-peer = json.load(open(f"{out}/train-peer.json"))
-ours = {m: json.load(open(f"{out}/model-{m}/manifest.json")) for m in ("decision-tree", "random-forest", "gradient-boosting")}
-for m, x in ours.items():
-    print(f"berserkr {m:<17} AUC {x['evaluation']['model']['roc_auc']:.4f}  fit {x['fit_seconds']:.2f} s  (popularity AUC {x['evaluation']['popularity']['roc_auc']:.4f})")
-print(f"sklearn  decision-tree     AUC {peer['tree']['auc']:.4f}  fit {peer['tree']['fit_s']:.2f} s")
-print(f"lightgbm                   AUC {peer['lightgbm']['auc']:.4f}  fit {peer['lightgbm']['fit_s']:.2f} s")
-t = ours["decision-tree"]
-print(f"tree depth 8: AUC berserkr - sklearn = {t['evaluation']['model']['roc_auc'] - peer['tree']['auc']:+.4f}, "
-      f"fit time berserkr / sklearn = {t['fit_seconds'] / peer['tree']['fit_s']:.2f}")
-best = max(ours, key=lambda m: ours[m]['evaluation']['model']['roc_auc'])
-print(f"best berserkr model ({best}): AUC - lightgbm = {ours[best]['evaluation']['model']['roc_auc'] - peer['lightgbm']['auc']:+.4f}, "
-      f"fit time / lightgbm = {ours[best]['fit_seconds'] / peer['lightgbm']['fit_s']:.2f}")
+  for m in decision-tree random-forest; do
+    "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+    measure "train-$m-$n" "$BIN" --lake "$lt" train --model "$m" --out "$OUT/model-$m" > /dev/null
+  done
+  if [ "${LINFA:-1}" = 1 ]; then
+    CARGO_TARGET_DIR=${LINFA_TARGET_DIR:-$HOME/.cache/berserkr-linfa-target} \
+      cargo build --release --locked --quiet --manifest-path "$REPO/examples/linfa-peer/Cargo.toml"
+    linfa=${LINFA_TARGET_DIR:-$HOME/.cache/berserkr-linfa-target}/release/berserkr-linfa-peer
+    "$PY" "$HERE/peer_models.py" export "$lt" "$OUT/model-gradient-boosting" "$OUT/linfa-rows"
+    "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+    measure "linfa-$n" "$linfa" "$OUT/linfa-rows/train.csv" "$OUT/linfa-rows/eval.csv" "$OUT/linfa-scores.csv" > /dev/null
+    "$linfa" "$OUT/linfa-rows/train.csv" "$OUT/linfa-rows/eval.csv" "$OUT/linfa-scores.csv" > "$OUT/linfa-fit.json"
+    "$PY" "$HERE/peer_models.py" evaluate "$lt" "$OUT/model-gradient-boosting" "$OUT/linfa-scores.csv" > "$OUT/linfa-eval.json"
+  fi
+  if [ -s "$OUT/duckdb-$n/gold.parquet" ]; then
+    "$PY" "$PEERS/train.py" "$OUT/duckdb-$n/gold.parquet" > "$OUT/train-peer.json"
+  fi
+  "$PY" - "$OUT" "$n" <<'PY' | tee -a "$OUT/ratios.txt"
+import json, os, statistics, sys
+out, n = sys.argv[1], sys.argv[2]
+runs = [json.loads(l) for l in open(f"{out}/train-lightgbm.jsonl") if l.startswith("{")]
+ours = {m: json.load(open(f"{out}/model-{m}/manifest.json")) for m in ("gradient-boosting", "decision-tree", "random-forest")}
+peak = {}
+for l in open(f"{out}/results.jsonl"):
+    d = json.loads(l)
+    peak[d["label"]] = max(peak.get(d["label"], 0), d["tree_peak_rss_mb"], d.get("time_v_maxrss_mb") or 0)
+r0 = runs[-1]
+print(f"training on {n} rows' gold: {r0['rows_train']} rows trained, {r0['rows_eval']} evaluated, {r0['features']} features, time split")
+row = lambda name, x, fit, mem: print(f"  {name:<24} ROC AUC {x['roc_auc']:.4f}  p@5 {x['precision@5']:.4f}  p@10 {x['precision@10']:.4f}"
+                                      f"  r@5 {x['recall@5']:.4f}  r@10 {x['recall@10']:.4f}  fit {fit}  {mem}")
+b = r0["berserkr"]
+row("berserkr boosting", b, f"{statistics.median(x['berserkr']['fit_s'] for x in runs):.2f} s", f"(peak {peak.get(f'train-gradient-boosting-{n}', 0):.0f} MiB, whole train)")
+row("lightgbm", r0["lightgbm"], f"{statistics.median(x['lightgbm']['fit_s'] for x in runs):.2f} s", "")
+for m in ("decision-tree", "random-forest"):
+    e = ours[m]["evaluation"]["model"]
+    row(f"berserkr {m}", {"roc_auc": e["roc_auc"], **{f"precision@{k}": v for k, v in e["precision_at"].items()},
+                          **{f"recall@{k}": v for k, v in e["recall_at"].items()}},
+        f"{ours[m]['fit_seconds']:.2f} s", f"(peak {peak.get(f'train-{m}-{n}', 0):.0f} MiB, whole train)")
+if os.path.exists(f"{out}/linfa-eval.json"):
+    ev, fit = json.load(open(f"{out}/linfa-eval.json")), json.load(open(f"{out}/linfa-fit.json"))
+    for k, name in (("linfa_tree", "linfa-trees depth 8"), ("linfa_logistic", "linfa-logistic")):
+        row(name, ev[k], f"{fit[k]['fit_s']:.2f} s", f"(peak {peak.get(f'linfa-{n}', 0):.0f} MiB, both fits)")
+row("baseline popularity", b["popularity"], "-", "")
+row("baseline recency", b["recency"], "-", "")
+ratios = [x["fit_ratio"] for x in runs]
+print(f"  boosting fit time / lightgbm per round: {' '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}); "
+      f"AUC berserkr - lightgbm = {b['roc_auc'] - r0['lightgbm']['roc_auc']:+.4f}")
+if os.path.exists(f"{out}/train-peer.json"):
+    p = json.load(open(f"{out}/train-peer.json"))
+    print(f"  ../shared/peers/train.py on DuckDB's gold (13 features, stratified): sklearn tree AUC {p['tree']['auc']:.4f} in {p['tree']['fit_s']:.2f} s, "
+          f"lightgbm AUC {p['lightgbm']['auc']:.4f} in {p['lightgbm']['fit_s']:.2f} s")
 PY
 fi
 

@@ -30,7 +30,8 @@ pub struct TrainArgs {
     /// Trees in a forest or booster (default 100 / 200).
     #[arg(long)]
     trees: Option<usize>,
-    /// Minimum rows in a leaf (default 1 for a tree, 20 otherwise).
+    /// Minimum rows in a leaf (default 1 for a tree, 20 for a forest, 0 for boosting); 0 means one
+    /// in 2,000 training rows, at least 20
     #[arg(long)]
     min_leaf: Option<usize>,
     /// Boosting learning rate (default 0.1).
@@ -232,7 +233,8 @@ pub async fn train(lake: Lakehouse, args: TrainArgs) -> anyhow::Result<u8> {
         };
     }
     if let Some(m) = args.min_leaf {
-        params.min_leaf = m.max(1);
+        // 0 is AUTO_MIN_LEAF: from the training rows.
+        params.min_leaf = m;
     }
     if let Some(l) = args.learning_rate {
         anyhow::ensure!(l > 0.0 && l <= 1.0, "--learning-rate must be in (0, 1]");

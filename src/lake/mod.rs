@@ -25,6 +25,7 @@ pub mod log;
 pub mod manifest;
 pub mod pins;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -32,7 +33,7 @@ use chrono::{DateTime, Utc};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-use crate::catalog::{Catalog, TableId};
+use crate::catalog::{CUTOFF_COLUMN, Catalog, TableId};
 use crate::error::{Error, Result};
 use crate::store::StorageOptions;
 
@@ -322,6 +323,45 @@ fn parse_location(location: &str) -> Result<Url> {
         url.set_path(&p);
     }
     Ok(url)
+}
+
+/// The feature definition each cutoff of a gold snapshot was computed with: for each cutoff
+/// partition, the `definition` recorded by the newest commit (at or before the snapshot) that
+/// wrote it (`None`: written before definitions were recorded, or its commit is no longer in
+/// the log).
+pub async fn definitions(
+    table: &DeltaTable,
+    id: &TableId,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let mut out: BTreeMap<String, Option<String>> = partition_values(table, id, CUTOFF_COLUMN)?
+        .into_iter()
+        .map(|c| (c, None))
+        .collect();
+    let mut pending = out.len();
+    let log_store = table.log_store();
+    let mut version = table.version().unwrap_or(0);
+    while pending > 0 {
+        if let Some(info) = log::read_commit(&log_store, id, version)
+            .await?
+            .and_then(|c| c.info().and_then(|i| i.info.get("berserkr.gold").cloned()))
+        {
+            let definition = info["definition"].as_str().map(str::to_string);
+            for c in info["cutoffs"].as_array().into_iter().flatten() {
+                if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
+                    && slot.is_none()
+                    && definition.is_some()
+                {
+                    *slot = definition.clone();
+                    pending -= 1;
+                }
+            }
+        }
+        if version == 0 {
+            break;
+        }
+        version -= 1;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

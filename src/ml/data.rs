@@ -17,11 +17,10 @@ use crate::catalog::{CUTOFF_COLUMN, TableId};
 use crate::error::{Error, Result};
 use crate::lake::{Lakehouse, log, partition_values};
 use crate::session::{collect_sql, df, session};
-use std::collections::BTreeMap;
 
-/// The features every model uses: the numeric columns of `gold.customer_item_features`
-/// (the same 13 as `../shared/peers/train.py`).
-pub const FEATURES: [&str; 13] = [
+/// The features every model uses: the numeric columns of `gold.customer_item_features`: the 13
+/// of `../shared/peers/train.py`, then those of the next purchase (migration 0017).
+pub const FEATURES: [&str; 22] = [
     "n_purchases",
     "n_lines",
     "total_qty",
@@ -35,6 +34,15 @@ pub const FEATURES: [&str; 13] = [
     "cust_recency_days",
     "item_n_customers",
     "item_total_qty",
+    "cust_interval_days",
+    "cust_overdue",
+    "pair_interval_days",
+    "pair_overdue",
+    "pair_share",
+    "item_n_invoices",
+    "item_recent_customers",
+    "item_trend",
+    "item_season_customers",
 ];
 
 /// Identity of one table snapshot: enough to find it again and to prove it is the same.
@@ -213,44 +221,7 @@ pub fn has_label(table: &DeltaTable, id: &TableId) -> Result<bool> {
         .is_ok())
 }
 
-/// The feature definition each cutoff of a gold snapshot was computed with: for each cutoff
-/// partition, the `definition` recorded by the newest commit (at or before the snapshot) that
-/// wrote it (`None`: written before definitions were recorded, or its commit is no longer in
-/// the log).
-pub async fn definitions(
-    table: &DeltaTable,
-    id: &TableId,
-) -> Result<BTreeMap<String, Option<String>>> {
-    let mut out: BTreeMap<String, Option<String>> = partition_values(table, id, CUTOFF_COLUMN)?
-        .into_iter()
-        .map(|c| (c, None))
-        .collect();
-    let mut pending = out.len();
-    let log_store = table.log_store();
-    let mut version = table.version().unwrap_or(0);
-    while pending > 0 {
-        if let Some(info) = log::read_commit(&log_store, id, version)
-            .await?
-            .and_then(|c| c.info().and_then(|i| i.info.get("berserkr.gold").cloned()))
-        {
-            let definition = info["definition"].as_str().map(str::to_string);
-            for c in info["cutoffs"].as_array().into_iter().flatten() {
-                if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
-                    && slot.is_none()
-                    && definition.is_some()
-                {
-                    *slot = definition.clone();
-                    pending -= 1;
-                }
-            }
-        }
-        if version == 0 {
-            break;
-        }
-        version -= 1;
-    }
-    Ok(out)
-}
+pub use crate::lake::definitions;
 
 fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<FeatureFrame> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();

@@ -35,7 +35,7 @@ use crate::lake::pins::Pin;
 use crate::lake::{At, Lakehouse, operation};
 pub use data::{FeatureFrame, SnapshotId};
 use metrics::{Metrics, Ranked};
-pub use model::{Model, ModelKind, Params};
+pub use model::{AUTO_MIN_LEAF, Model, ModelKind, Params};
 
 /// The source revision berserkr was built from (`git rev-parse HEAD`, or `unknown`).
 pub const SOURCE_REVISION: &str = env!("BERSERKR_SOURCE_REVISION");
@@ -409,6 +409,7 @@ fn fit_and_evaluate(
             frame.len()
         )));
     }
+    let params = &params.resolved(train.len());
     let t = Instant::now();
     let model = Model::fit(&frame.features, &frame.names, &frame.label, &train, params);
     let fit_seconds = t.elapsed().as_secs_f64();

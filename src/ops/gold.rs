@@ -33,7 +33,7 @@ use crate::catalog::{
     CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, SCORING_FEATURES, TableId, TableSpec,
 };
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, app_txn_version, operation, partition_values, refresh_app_id};
+use crate::lake::{Lakehouse, app_txn_version, definitions, operation, refresh_app_id};
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
 use crate::session::{collect_sql, conform_by_name, df, session};
 
@@ -114,7 +114,14 @@ impl RefreshGoldBuilder {
 
     async fn execute(self) -> Result<GoldReport> {
         let gold = Gold::open(&self.lake).await?;
-        let (cutoffs, last) = gold.cutoffs(self.cutoffs).await?;
+        let (mut cutoffs, last) = gold.cutoffs(self.cutoffs).await?;
+        // Cutoffs computed with another definition are recomputed too: gold never mixes them.
+        for stale in gold.other_definitions().await? {
+            if !cutoffs.iter().any(|(_, n)| *n == stale.1) {
+                cutoffs.push(stale);
+            }
+        }
+        cutoffs.sort();
         let mut report = GoldReport {
             table: gold.id.to_string(),
             source: gold.silver_id.to_string(),
@@ -185,7 +192,12 @@ impl Scoring {
     ) -> Result<Option<NaiveDateTime>> {
         let app_id = refresh_app_id(&gold.silver_id);
         let reflected = app_txn_version(&self.table, &self.id, &app_id).await?;
-        Ok((reflected != gold.silver_version as i64).then_some(last))
+        let current = gold.definition()?;
+        let same_definition = definitions(&self.table, &self.id)
+            .await?
+            .values()
+            .all(|d| d.as_deref() == Some(current.as_str()));
+        Ok((reflected != gold.silver_version as i64 || !same_definition).then_some(last))
     }
 
     fn report(&self, cutoff: NaiveDateTime, rows: u64, version: Option<u64>) -> ScoringReport {
@@ -412,14 +424,39 @@ impl<'a> Gold<'a> {
         Ok((named, last))
     }
 
-    /// True when gold reflects this silver version and holds every cutoff of `names`.
+    /// The cutoffs gold holds that were computed with another feature definition than the
+    /// current one (or before definitions were recorded).
+    async fn other_definitions(&self) -> Result<Vec<(NaiveDateTime, String)>> {
+        let current = self.definition()?;
+        let mut out = Vec::new();
+        for (name, d) in definitions(&self.table, &self.id).await? {
+            if d.as_deref() == Some(current.as_str()) {
+                continue;
+            }
+            let at = NaiveDateTime::parse_from_str(&name, CUTOFF_FORMAT).map_err(|e| {
+                Error::InvalidData {
+                    table: self.id.to_string(),
+                    reason: format!("cutoff partition {name:?} is not {CUTOFF_FORMAT}: {e}"),
+                }
+            })?;
+            out.push((at, name));
+        }
+        Ok(out)
+    }
+
+    /// True when gold reflects this silver version and holds every cutoff of `names`, each
+    /// computed with the current feature definition (a changed transform recomputes them all).
     async fn up_to_date(&self, names: &[String]) -> Result<bool> {
         let app_id = refresh_app_id(&self.silver_id);
         if app_txn_version(&self.table, &self.id, &app_id).await? != self.silver_version as i64 {
             return Ok(false);
         }
-        let have = partition_values(&self.table, &self.id, CUTOFF_COLUMN)?;
-        Ok(names.iter().all(|n| have.contains(n)))
+        let have = definitions(&self.table, &self.id).await?;
+        let current = self.definition()?;
+        Ok(names.iter().all(|n| {
+            have.get(n)
+                .is_some_and(|d| d.as_deref() == Some(current.as_str()))
+        }))
     }
 
     /// Writes every cutoff's rows into new files held by `staging` (nothing is committed):
