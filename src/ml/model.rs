@@ -141,9 +141,17 @@ impl Model {
         rows: &[u32],
         params: &Params,
     ) -> Self {
-        let binned = Bins::fit(columns, rows).apply(columns);
-        let n = labels.len();
-        let y: Vec<f64> = labels.iter().map(|&l| f64::from(l)).collect();
+        // Only the training rows are binned, in their order, and renumbered 0..: the learners
+        // touch nothing else (no gradient, node or code of an evaluation row), and since the
+        // order is kept every sum and so every tree is the same as over the original numbering.
+        let binned = Bins::fit(columns, rows).apply_rows(columns, rows);
+        let y: Vec<f64> = rows
+            .iter()
+            .map(|&r| f64::from(labels[r as usize]))
+            .collect();
+        let n = y.len();
+        let local: Vec<u32> = (0..n as u32).collect();
+        let rows = local.as_slice();
         let nfeat = columns.len();
         let grow_params = GrowParams {
             max_depth: params.max_depth,

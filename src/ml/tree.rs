@@ -47,17 +47,32 @@ impl Bins {
     /// Bin codes, row-major (`codes[row * features + f]`): a row's bins share a cache line, so
     /// a histogram pass reads each row once and updates every feature's histogram from it.
     pub fn apply(&self, columns: &[Vec<f64>]) -> Binned {
-        let nfeat = columns.len();
         let n = columns.first().map_or(0, Vec::len);
+        self.codes_of(columns, n, |i| i)
+    }
+
+    /// [`Bins::apply`] for `rows` only: row `i` of the result is row `rows[i]` of `columns`.
+    pub fn apply_rows(&self, columns: &[Vec<f64>], rows: &[u32]) -> Binned {
+        self.codes_of(columns, rows.len(), |i| rows[i] as usize)
+    }
+
+    fn codes_of(
+        &self,
+        columns: &[Vec<f64>],
+        n: usize,
+        row: impl Fn(usize) -> usize + Sync,
+    ) -> Binned {
+        let nfeat = columns.len();
         let mut codes = vec![0u8; n * nfeat];
         codes
             .par_chunks_mut(nfeat.max(1) * 4096)
             .enumerate()
             .for_each(|(chunk, out)| {
                 let first = chunk * 4096;
-                for (i, row) in out.chunks_mut(nfeat.max(1)).enumerate() {
-                    for (f, c) in row.iter_mut().enumerate() {
-                        *c = bin_of(&self.thresholds[f], columns[f][first + i]);
+                for (i, codes) in out.chunks_mut(nfeat.max(1)).enumerate() {
+                    let r = row(first + i);
+                    for (f, c) in codes.iter_mut().enumerate() {
+                        *c = bin_of(&self.thresholds[f], columns[f][r]);
                     }
                 }
             });
@@ -236,7 +251,8 @@ pub enum LeafValue {
     },
 }
 
-#[derive(Clone, Copy, Default)]
+/// A node's sums: gradients, hessians and the rows it counts (see [`Stats`]).
+#[derive(Clone, Copy, Default, Debug)]
 struct Cell {
     g: f64,
     h: f64,
@@ -244,18 +260,6 @@ struct Cell {
 }
 
 impl Cell {
-    fn add(&mut self, s: &[f64; 3]) {
-        self.g += s[0];
-        self.h += s[1];
-        self.n += s[2];
-    }
-
-    fn add_row(&mut self, g: f64, h: f64, n: f64) {
-        self.g += g;
-        self.h += h;
-        self.n += n;
-    }
-
     fn minus(&self, o: &Cell) -> Cell {
         Cell {
             g: self.g - o.g,
@@ -265,8 +269,31 @@ impl Cell {
     }
 }
 
+/// A histogram cell: the sums of `g` and `h` of the rows in one bin. 16 bytes, so a row's update
+/// of a feature is one two-lane add; a bin's row count is not summed but taken from its share of
+/// the node's hessian (exact when a row counts as `h`; otherwise an estimate, as LightGBM's).
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+}
+
+impl Bin {
+    fn add(&mut self, g: f64, h: f64) {
+        self.g += g;
+        self.h += h;
+    }
+
+    fn minus(&self, o: &Bin) -> Bin {
+        Bin {
+            g: self.g - o.g,
+            h: self.h - o.h,
+        }
+    }
+}
+
 /// A node's histogram: `MAX_BINS` cells per feature.
-type Hist = Vec<[Cell; MAX_BINS]>;
+type Hist = Vec<[Bin; MAX_BINS]>;
 
 /// Per-row statistics a tree is grown from: `(g, h)` as `f32` (8 bytes a row, as LightGBM keeps
 /// gradients; sums are `f64`). A row counts as `h` rows (classification: `h` is the bootstrap
@@ -306,17 +333,29 @@ pub fn grow(
     for &r in rows {
         node_of[r as usize] = 0;
     }
-    let hist = level_hists(binned, rows, stats, &node_of, &[0], 1)
-        .pop()
-        .unwrap_or_default();
-    let sums = hist
+    let root: Vec<Built> = rows
+        .iter()
+        .map(|&r| Built {
+            row: r,
+            slot: 0,
+            gh: stats.gh[r as usize],
+        })
+        .collect();
+    let hist = level_hists(binned, &root, 1).pop().unwrap_or_default();
+    let mut sums = hist
         .first()
         .into_iter()
         .flatten()
         .fold(Cell::default(), |mut a, c| {
-            a.add(&[c.g, c.h, c.n]);
+            a.g += c.g;
+            a.h += c.h;
             a
         });
+    sums.n = if stats.count_is_h {
+        sums.h
+    } else {
+        rows.len() as f64
+    };
     let mut nodes = vec![Node::Leaf {
         value: 0.0,
         weight: sums.h,
@@ -328,13 +367,20 @@ pub fn grow(
         sums,
     }];
     while !level.is_empty() {
-        let (route, splits) = decide_level(level, binned, params, leaf, rng, &mut nodes);
+        let (route, mut splits) = decide_level(level, binned, params, leaf, stats, rng, &mut nodes);
         if splits.is_empty() {
             break;
         }
-        let small = smaller_children(&splits, nodes.len());
-        let build = route_rows(rows, binned, &route, &small, &mut node_of);
-        level = next_level(splits, binned, &build, stats, &node_of, nodes.len());
+        let small = smaller_children(&splits, nodes.len(), params.max_depth);
+        let (build, counts) = route_rows(rows, binned, stats, &route, &small, &mut node_of);
+        if !stats.count_is_h {
+            // The children's rows, counted while routing (the split only estimated them).
+            for (_, l, ls, rs) in &mut splits {
+                ls.n = f64::from(counts[*l]);
+                rs.n = f64::from(counts[*l + 1]);
+            }
+        }
+        level = next_level(splits, binned, &build, &small);
     }
     (Tree { nodes }, node_of)
 }
@@ -354,6 +400,7 @@ fn decide_level(
     binned: &Binned,
     params: &GrowParams,
     leaf: LeafValue,
+    stats: &Stats,
     rng: &mut ChaCha8Rng,
     nodes: &mut Vec<Node>,
 ) -> (Vec<Route>, Vec<Split>) {
@@ -362,7 +409,14 @@ fn decide_level(
     for p in level {
         let allowed = feature_subset(binned.nfeat, params.max_features, rng);
         let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
-            best_split(&p.hist, &binned.nbins, &allowed, p.sums, params)
+            best_split(
+                &p.hist,
+                &binned.nbins,
+                &allowed,
+                p.sums,
+                params,
+                stats.count_is_h,
+            )
         } else {
             None
         };
@@ -402,29 +456,47 @@ fn decide_level(
 
 /// For every node (by index), whether it is the smaller child of a split at this level: the
 /// child whose histogram is built from its rows (the other is the parent minus it).
-fn smaller_children(splits: &[Split], n_nodes: usize) -> Vec<bool> {
-    let mut small = vec![false; n_nodes];
-    for (_, l, ls, rs) in splits {
-        small[if ls.n <= rs.n { *l } else { l + 1 }] = true;
+/// Returns, by node, the slot of its histogram among this level's smaller children (in split
+/// order), or `u32::MAX`. Children at the maximum depth are leaves whatever their rows: no
+/// histogram is built for them (a fifth of a depth-6 tree's histogram work).
+fn smaller_children(splits: &[Split], n_nodes: usize, max_depth: usize) -> Vec<u32> {
+    let mut small = vec![u32::MAX; n_nodes];
+    let mut slot = 0;
+    for (p, l, ls, rs) in splits {
+        if p.depth + 1 >= max_depth {
+            continue;
+        }
+        small[if ls.n <= rs.n { *l } else { l + 1 }] = slot;
+        slot += 1;
     }
     small
 }
 
+/// A row of a histogram pass: its histogram's slot and its statistics, gathered while routing so
+/// the pass streams them instead of looking each one up.
+#[derive(Clone, Copy)]
+struct Built {
+    row: u32,
+    slot: u32,
+    gh: [f32; 2],
+}
+
 /// Moves the rows of split nodes to their children and returns the rows that went to a smaller
-/// child, in row order: the next histogram pass reads only those, instead of every row with a
+/// child, in row order, and how many rows each node received: the next histogram pass reads only those, instead of every row with a
 /// branch per row that the CPU cannot predict. The rows (ascending) are cut into one run per
 /// thread, each owning its own range of `node_of`; the runs' lists are joined in order, so the
 /// result does not depend on the number of threads.
 fn route_rows(
     rows: &[u32],
     binned: &Binned,
+    stats: &Stats,
     route: &[Route],
-    small: &[bool],
+    small: &[u32],
     node_of: &mut [u32],
-) -> Vec<u32> {
+) -> (Vec<Built>, Vec<u32>) {
     let threads = rayon::current_num_threads().max(1);
     if threads == 1 || rows.len() < 1 << 16 || !rows.is_sorted() {
-        return route_run(rows, binned, route, small, node_of, 0);
+        return route_run(rows, binned, stats, route, small, node_of, 0);
     }
     let per = rows.len().div_ceil(threads);
     let mut runs = Vec::with_capacity(threads);
@@ -438,24 +510,34 @@ fn route_rows(
         runs.push((*chunk, head, offset));
         (rest, offset) = (tail, end);
     }
-    let lists: Vec<Vec<u32>> = runs
+    let lists: Vec<(Vec<Built>, Vec<u32>)> = runs
         .into_par_iter()
-        .map(|(chunk, part, offset)| route_run(chunk, binned, route, small, part, offset))
+        .map(|(chunk, part, offset)| route_run(chunk, binned, stats, route, small, part, offset))
         .collect();
-    lists.concat()
+    let mut counts = vec![0u32; small.len()];
+    for (_, c) in &lists {
+        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+    }
+    (lists.into_iter().flat_map(|(b, _)| b).collect(), counts)
 }
 
-/// [`route_rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node.
+/// [`route_rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node. Also counts the
+/// rows each node received.
 fn route_run(
     rows: &[u32],
     binned: &Binned,
+    stats: &Stats,
     route: &[Route],
-    small: &[bool],
+    small: &[u32],
     node_of: &mut [u32],
     offset: usize,
-) -> Vec<u32> {
+) -> (Vec<Built>, Vec<u32>) {
     let nfeat = binned.nfeat;
+    let n_nodes = small.len();
     let mut build = Vec::with_capacity(rows.len() / 2);
+    // Four interleaved counters per node: consecutive rows of one node would otherwise wait on
+    // each other's increment of the same counter.
+    let mut counts4 = vec![0u32; 4 * n_nodes];
     for &r in rows {
         let ri = r as usize;
         let at = &mut node_of[ri - offset];
@@ -466,37 +548,51 @@ fn route_run(
                 *rr
             };
             *at = to;
-            if small[to as usize] {
-                build.push(r);
+            counts4[(ri & 3) * n_nodes + to as usize] += 1;
+            let slot = small[to as usize];
+            if slot != u32::MAX {
+                build.push(Built {
+                    row: r,
+                    slot,
+                    gh: stats.gh[ri],
+                });
             }
         }
     }
-    build
+    let counts = (0..n_nodes)
+        .map(|i| (0..4).map(|k| counts4[k * n_nodes + i]).sum())
+        .collect();
+    (build, counts)
 }
 
 /// The next level's pending nodes: the histograms of each split's smaller child from its rows
 /// (`build`: the rows of the smaller children, one pass), its sibling's by subtraction from the
 /// parent.
-fn next_level(
-    splits: Vec<Split>,
-    binned: &Binned,
-    build: &[u32],
-    stats: &Stats,
-    node_of: &[u32],
-    n_nodes: usize,
-) -> Vec<Pending> {
-    let small: Vec<usize> = splits
+fn next_level(splits: Vec<Split>, binned: &Binned, build: &[Built], slots: &[u32]) -> Vec<Pending> {
+    // The children `route_rows` collected the rows of (chosen before the rows were counted);
+    // none for children that will be leaves.
+    let small: Vec<Option<usize>> = splits
         .iter()
-        .map(|(_, l, ls, rs)| if ls.n <= rs.n { *l } else { l + 1 })
+        .map(|(_, l, _, _)| match (slots[*l], slots[l + 1]) {
+            (u32::MAX, u32::MAX) => None,
+            (u32::MAX, _) => Some(l + 1),
+            _ => Some(*l),
+        })
         .collect();
-    let built = level_hists(binned, build, stats, node_of, &small, n_nodes);
+    let mut built = level_hists(binned, build, small.iter().flatten().count()).into_iter();
     let mut next = Vec::with_capacity(2 * splits.len());
-    for ((p, l, ls, rs), (small_node, sh)) in splits.into_iter().zip(small.into_iter().zip(built)) {
-        let big = subtract(&p.hist, &sh);
-        let (lh, rh) = if small_node == l {
-            (sh, big)
-        } else {
-            (big, sh)
+    for ((p, l, ls, rs), small_node) in splits.into_iter().zip(small) {
+        let (lh, rh) = match small_node {
+            None => (Hist::new(), Hist::new()),
+            Some(small_node) => {
+                let sh = built.next().expect("one histogram per smaller child");
+                let big = subtract(&p.hist, &sh);
+                if small_node == l {
+                    (sh, big)
+                } else {
+                    (big, sh)
+                }
+            }
         };
         next.push(Pending {
             node: l,
@@ -514,22 +610,11 @@ fn next_level(
     next
 }
 
-/// Histograms of the nodes `build` from one pass over `rows`, each row counted in the node
-/// `node_of` says (every row of `rows` is in one of them). Features are split among the threads; each feature's cells are summed in row
-/// order, so the sums do not depend on the number of threads.
-fn level_hists(
-    binned: &Binned,
-    rows: &[u32],
-    stats: &Stats,
-    node_of: &[u32],
-    build: &[usize],
-    n_nodes: usize,
-) -> Vec<Hist> {
+/// The `slots` histograms of one pass over `rows`, each row counted in its slot's histogram.
+/// Features are split among the threads; each feature's cells are summed in row order, so the
+/// sums do not depend on the number of threads.
+fn level_hists(binned: &Binned, rows: &[Built], slots: usize) -> Vec<Hist> {
     let nfeat = binned.nfeat;
-    let mut slot = vec![u32::MAX; n_nodes.max(1)];
-    for (i, &nd) in build.iter().enumerate() {
-        slot[nd] = i as u32;
-    }
     let groups = rayon::current_num_threads().clamp(1, nfeat.max(1));
     let ranges: Vec<std::ops::Range<usize>> = (0..groups)
         .map(|g| g * nfeat / groups..(g + 1) * nfeat / groups)
@@ -537,23 +622,19 @@ fn level_hists(
     let parts: Vec<Vec<Hist>> = ranges
         .par_iter()
         .map(|fr| {
-            let mut h: Vec<Hist> = vec![vec![[Cell::default(); MAX_BINS]; fr.len()]; build.len()];
-            for &r in rows {
-                let r = r as usize;
-                let s = slot[node_of[r] as usize];
-                debug_assert!(s != u32::MAX, "row {r} is in no node being built");
-                let [g, hh] = stats.gh[r];
-                let (g, hh) = (f64::from(g), f64::from(hh));
-                let n = if stats.count_is_h { hh } else { 1.0 };
+            let mut h: Vec<Hist> = vec![vec![[Bin::default(); MAX_BINS]; fr.len()]; slots];
+            for b in rows {
+                let r = b.row as usize;
+                let (g, hh) = (f64::from(b.gh[0]), f64::from(b.gh[1]));
                 let codes = &binned.codes[r * nfeat + fr.start..r * nfeat + fr.end];
-                for (cells, &c) in h[s as usize].iter_mut().zip(codes) {
-                    cells[c as usize].add_row(g, hh, n);
+                for (cells, &c) in h[b.slot as usize].iter_mut().zip(codes) {
+                    cells[c as usize].add(g, hh);
                 }
             }
             h
         })
         .collect();
-    let mut out: Vec<Hist> = vec![Vec::with_capacity(nfeat); build.len()];
+    let mut out: Vec<Hist> = vec![Vec::with_capacity(nfeat); slots];
     for part in parts {
         for (o, h) in out.iter_mut().zip(part) {
             o.extend(h);
@@ -594,39 +675,69 @@ fn subtract(parent: &Hist, child: &Hist) -> Hist {
         .collect()
 }
 
-/// The best `(feature, bin, gain, left sums)` among `allowed` features, if any split gains.
+/// The best `(feature, bin, gain, left sums)` among `allowed` features, if any split gains. A
+/// side's rows are its hessian when a row counts as `h` (exact), else the node's rows times the
+/// side's share of the node's hessian (an estimate; the split's children are counted exactly
+/// when rows are routed).
 fn best_split(
     hist: &Hist,
     nbins: &[usize],
     allowed: &[usize],
     sums: Cell,
     params: &GrowParams,
+    count_is_h: bool,
 ) -> Option<(usize, usize, f64, Cell)> {
-    let score = |c: &Cell| {
-        let d = c.h + params.lambda;
-        if d > 0.0 { c.g * c.g / d } else { 0.0 }
+    let score = |g: f64, h: f64| {
+        let d = h + params.lambda;
+        if d > 0.0 { g * g / d } else { 0.0 }
     };
-    let parent = score(&sums);
-    let mut best: Option<(usize, usize, f64, Cell)> = None;
+    let parent = score(sums.g, sums.h);
+    let rows_per_h = if count_is_h || sums.h <= 0.0 {
+        1.0
+    } else {
+        sums.n / sums.h
+    };
+    let mut best: Option<(usize, usize, f64, Bin)> = None;
     for &f in allowed {
         let cells = &hist[f][..nbins[f]];
-        let mut left = Cell::default();
+        let mut left = Bin::default();
         for (b, c) in cells.iter().enumerate().take(cells.len().saturating_sub(1)) {
-            left.add(&[c.g, c.h, c.n]);
-            let right = sums.minus(&left);
-            if left.n < params.min_leaf || right.n < params.min_leaf {
+            left.add(c.g, c.h);
+            let right = Bin {
+                g: sums.g,
+                h: sums.h,
+            }
+            .minus(&left);
+            let left_n = left.h * rows_per_h;
+            if left_n < params.min_leaf || sums.n - left_n < params.min_leaf {
                 continue;
             }
             if left.h <= 0.0 || right.h <= 0.0 {
                 continue;
             }
-            let gain = score(&left) + score(&right) - parent;
+            let gain = score(left.g, left.h) + score(right.g, right.h) - parent;
             if gain > params.min_gain && best.as_ref().is_none_or(|b| gain > b.2) {
                 best = Some((f, b, gain, left));
             }
         }
     }
-    best
+    best.map(|(f, b, gain, left)| {
+        let n = if count_is_h {
+            left.h
+        } else {
+            left.h * rows_per_h
+        };
+        (
+            f,
+            b,
+            gain,
+            Cell {
+                g: left.g,
+                h: left.h,
+                n,
+            },
+        )
+    })
 }
 
 /// A seeded generator for tree `i` of a model trained with `seed`: independent streams per tree,
