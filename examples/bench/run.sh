@@ -157,8 +157,7 @@ if [ "${TRAIN:-1}" = 1 ] && [ -s "$OUT/online_retail_$n.csv.lzo" ]; then
     linfa=${LINFA_TARGET_DIR:-$HOME/.cache/berserkr-linfa-target}/release/berserkr-linfa-peer
     "$PY" "$HERE/peer_models.py" export "$lt" "$OUT/model-gradient-boosting" "$OUT/linfa-rows"
     "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
-    measure "linfa-$n" "$linfa" "$OUT/linfa-rows/train.csv" "$OUT/linfa-rows/eval.csv" "$OUT/linfa-scores.csv" > /dev/null
-    "$linfa" "$OUT/linfa-rows/train.csv" "$OUT/linfa-rows/eval.csv" "$OUT/linfa-scores.csv" > "$OUT/linfa-fit.json"
+    measure "linfa-$n" sh -c "'$linfa' '$OUT/linfa-rows/train.csv' '$OUT/linfa-rows/eval.csv' '$OUT/linfa-scores.csv' > '$OUT/linfa-fit.json'" > /dev/null
     "$PY" "$HERE/peer_models.py" evaluate "$lt" "$OUT/model-gradient-boosting" "$OUT/linfa-scores.csv" > "$OUT/linfa-eval.json"
   fi
   if [ -s "$OUT/duckdb-$n/gold.parquet" ]; then

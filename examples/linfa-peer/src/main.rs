@@ -86,7 +86,14 @@ fn main() -> Res<()> {
         .max_iterations(100)
         .fit(&Dataset::new(str_, ytr.clone()))?;
     let logistic_fit = t.elapsed().as_secs_f64();
-    let logistic_scores = logistic.predict_probabilities(&sev);
+    // linfa-logistic's probabilities are those of its "positive" class, which is the more
+    // frequent one (here 0, no purchase): turned into the probability of a purchase.
+    let p = logistic.predict_probabilities(&sev);
+    let logistic_scores = if logistic.labels().pos.class == 1 {
+        p
+    } else {
+        p.mapv(|x| 1.0 - x)
+    };
 
     let mut w = csv::Writer::from_path(out)?;
     w.write_record(["linfa_tree", "linfa_logistic"])?;
