@@ -10,6 +10,8 @@ use deltalake::DeltaTable;
 use deltalake::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType;
+use futures::StreamExt;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -201,13 +203,62 @@ pub async fn read_features(
     };
     let labelled = has_label(table, id)?;
     let sql = format!(
-        "SELECT cutoff, CustomerID, StockCode, {}{} FROM features {filter} \
-         ORDER BY cutoff, CustomerID, StockCode",
+        "SELECT cutoff, CustomerID, StockCode, {}{} FROM features {filter}",
         FEATURES.join(", "),
         if labelled { ", label" } else { "" }
     );
-    let batches = collect_sql(&ctx, &sql, id).await?;
-    frame(&batches, id, labelled)
+    // Each batch becomes columns as it arrives and is dropped; the rows are put in order
+    // afterwards (an ORDER BY would hold the whole table a second time in DataFusion's sort).
+    let mut stream = ctx
+        .sql(&sql)
+        .await
+        .map_err(df(id))?
+        .execute_stream()
+        .await
+        .map_err(df(id))?;
+    let mut f = FeatureFrame {
+        names: FEATURES.iter().map(|s| s.to_string()).collect(),
+        features: vec![Vec::new(); FEATURES.len()],
+        ..Default::default()
+    };
+    while let Some(b) = stream.next().await {
+        append_batch(&mut f, &b.map_err(df(id))?, id, labelled)?;
+    }
+    sort_rows(&mut f);
+    Ok(f)
+}
+
+/// Puts the rows in (cutoff, customer, item) order: the order every model is fitted in. The
+/// three together are unique, so the order is the same however the rows arrived.
+fn sort_rows(f: &mut FeatureFrame) {
+    let cutoffs = f.cutoffs();
+    let code: Vec<u32> = f
+        .cutoff
+        .iter()
+        .map(|c| cutoffs.binary_search(c).expect("a cutoff of the frame") as u32)
+        .collect();
+    let mut order: Vec<u32> = (0..f.len() as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        (code[a], f.customer[a])
+            .cmp(&(code[b], f.customer[b]))
+            .then_with(|| f.item[a].cmp(&f.item[b]))
+    });
+    if order.iter().enumerate().all(|(i, &r)| i == r as usize) {
+        return;
+    }
+    fn permute<T: Clone + Send + Sync>(v: &mut Vec<T>, order: &[u32]) {
+        if v.len() == order.len() {
+            *v = order.par_iter().map(|&r| v[r as usize].clone()).collect();
+        }
+    }
+    permute(&mut f.cutoff, &order);
+    permute(&mut f.customer, &order);
+    permute(&mut f.item, &order);
+    permute(&mut f.label, &order);
+    for col in &mut f.features {
+        permute(col, &order);
+    }
 }
 
 /// True when the table has a `label` column (a training table).
@@ -223,17 +274,8 @@ pub fn has_label(table: &DeltaTable, id: &TableId) -> Result<bool> {
 
 pub use crate::lake::definitions;
 
-fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<FeatureFrame> {
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut f = FeatureFrame {
-        names: FEATURES.iter().map(|s| s.to_string()).collect(),
-        features: vec![Vec::with_capacity(rows); FEATURES.len()],
-        ..Default::default()
-    };
-    f.cutoff.reserve(rows);
-    f.customer.reserve(rows);
-    f.item.reserve(rows);
-    f.label.reserve(rows);
+/// Appends one batch's rows (cutoff, CustomerID, StockCode, the features, the label) to `f`.
+fn append_batch(f: &mut FeatureFrame, b: &RecordBatch, id: &TableId, labelled: bool) -> Result<()> {
     let arrow = |context: &str| {
         let context = format!("{context} of {id}");
         move |source| Error::Arrow { context, source }
@@ -242,7 +284,7 @@ fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<Featur
         table: id.to_string(),
         reason: format!("column {col} holds a null; features cannot"),
     };
-    for b in batches {
+    {
         let strings = |i: usize| -> Result<StringArray> {
             let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
             Ok(c.as_any()
@@ -277,7 +319,7 @@ fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<Featur
             f.features[j].extend_from_slice(c.values());
         }
         if !labelled {
-            continue;
+            return Ok(());
         }
         let l = cast(b.column(3 + FEATURES.len()), &DataType::Int64).map_err(arrow("label"))?;
         let l = l
@@ -297,5 +339,39 @@ fn frame(batches: &[RecordBatch], id: &TableId, labelled: bool) -> Result<Featur
             f.label.push(v as u8);
         }
     }
-    Ok(f)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_put_in_cutoff_customer_item_order_whatever_their_arrival() {
+        let rows = [
+            ("2011-02-01 00:00:00", 7, "B", 1.0, 0),
+            ("2011-01-01 00:00:00", 9, "A", 2.0, 1),
+            ("2011-02-01 00:00:00", 7, "A", 3.0, 1),
+            ("2011-01-01 00:00:00", 3, "Z", 4.0, 0),
+        ];
+        let mut f = FeatureFrame {
+            names: vec!["x".into()],
+            features: vec![Vec::new()],
+            ..Default::default()
+        };
+        for (c, cu, it, x, l) in rows {
+            f.cutoff.push(c.into());
+            f.customer.push(cu);
+            f.item.push(it.into());
+            f.features[0].push(x);
+            f.label.push(l);
+        }
+        sort_rows(&mut f);
+        assert_eq!(f.customer, [3, 9, 7, 7]);
+        assert_eq!(f.item, ["Z", "A", "A", "B"]);
+        assert_eq!(f.features[0], [4.0, 2.0, 3.0, 1.0]);
+        assert_eq!(f.label, [0, 1, 1, 0]);
+        assert_eq!(f.cutoff[0], "2011-01-01 00:00:00");
+        assert_eq!(f.cutoff[3], "2011-02-01 00:00:00");
+    }
 }
