@@ -44,6 +44,10 @@ pub const MIGRATIONS_APP_ID: &str = "berserkr.migrations";
 /// (`berserkr.drop.<sha256 of the drop's bytes>`).
 pub const DROP_APP_ID_PREFIX: &str = "berserkr.drop.";
 
+/// The commit-info key under which a gold refresh records what it wrote: the source version,
+/// the cutoffs and the feature definition they were computed with (see [`definitions`]).
+pub const GOLD_COMMIT_KEY: &str = "berserkr.gold";
+
 /// App id of the transaction recording the source version a table built from `source` reflects.
 pub fn refresh_app_id(source: &TableId) -> String {
     format!("berserkr.refresh.{source}")
@@ -326,9 +330,10 @@ fn parse_location(location: &str) -> Result<Url> {
 }
 
 /// The feature definition each cutoff of a gold snapshot was computed with: for each cutoff
-/// partition, the `definition` recorded by the newest commit (at or before the snapshot) that
-/// wrote it (`None`: written before definitions were recorded, or its commit is no longer in
-/// the log).
+/// partition, the `definition` recorded (under [`GOLD_COMMIT_KEY`]) by the newest commit at or
+/// before the snapshot that wrote it (`None`: written before definitions were recorded, or its
+/// commit is no longer in the log). The log is read newest first, 16 commits at a time
+/// ([`log::read_commits`]), and only until every cutoff is found.
 pub async fn definitions(
     table: &DeltaTable,
     id: &TableId,
@@ -339,27 +344,37 @@ pub async fn definitions(
         .collect();
     let mut pending = out.len();
     let log_store = table.log_store();
-    let mut version = table.version().unwrap_or(0);
+    let mut to = table.version().unwrap_or(0);
     while pending > 0 {
-        if let Some(info) = log::read_commit(&log_store, id, version)
+        let from = to.saturating_sub(15);
+        for (_, commit) in log::read_commits(&log_store, id, from, to)
             .await?
-            .and_then(|c| c.info().and_then(|i| i.info.get("berserkr.gold").cloned()))
+            .into_iter()
+            .rev()
         {
-            let definition = info["definition"].as_str().map(str::to_string);
+            let Some(info) = commit
+                .as_ref()
+                .and_then(|c| c.info())
+                .and_then(|i| i.info.get(GOLD_COMMIT_KEY))
+            else {
+                continue;
+            };
+            let Some(definition) = info["definition"].as_str() else {
+                continue;
+            };
             for c in info["cutoffs"].as_array().into_iter().flatten() {
                 if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
                     && slot.is_none()
-                    && definition.is_some()
                 {
-                    *slot = definition.clone();
+                    *slot = Some(definition.to_string());
                     pending -= 1;
                 }
             }
         }
-        if version == 0 {
+        if from == 0 {
             break;
         }
-        version -= 1;
+        to = from - 1;
     }
     Ok(out)
 }

@@ -272,8 +272,6 @@ pub fn has_label(table: &DeltaTable, id: &TableId) -> Result<bool> {
         .is_ok())
 }
 
-pub use crate::lake::definitions;
-
 /// Appends one batch's rows (cutoff, CustomerID, StockCode, the features, the label) to `f`.
 fn append_batch(f: &mut FeatureFrame, b: &RecordBatch, id: &TableId, labelled: bool) -> Result<()> {
     let arrow = |context: &str| {

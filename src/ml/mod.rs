@@ -262,7 +262,7 @@ operation!(TrainBuilder => TrainReport);
 /// cutoff has one recorded); cutoffs computed two ways are an error: a model would learn from
 /// features that do not mean the same thing.
 async fn one_definition(table: &deltalake::DeltaTable, id: &TableId) -> Result<Option<String>> {
-    let definitions = data::definitions(table, id).await?;
+    let definitions = crate::lake::definitions(table, id).await?;
     let distinct: std::collections::BTreeSet<&Option<String>> = definitions.values().collect();
     match distinct.len() {
         0 => Ok(None),

@@ -292,7 +292,7 @@ async fn same_definition(
             reason: "its manifest records no feature definition (trained before berserkr recorded them): retrain it".into(),
         });
     };
-    let found = super::data::definitions(table, id)
+    let found = crate::lake::definitions(table, id)
         .await?
         .remove(cutoff)
         .flatten();

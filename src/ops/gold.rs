@@ -7,6 +7,7 @@
 //! cutoffs in its metadata. A cutoff whose label window is not yet fully in silver is refused:
 //! its labels would be wrong, not just late.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDateTime};
@@ -33,7 +34,9 @@ use crate::catalog::{
     CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, SCORING_FEATURES, TableId, TableSpec,
 };
 use crate::error::{Error, Result};
-use crate::lake::{Lakehouse, app_txn_version, definitions, operation, refresh_app_id};
+use crate::lake::{
+    GOLD_COMMIT_KEY, Lakehouse, app_txn_version, definitions, operation, refresh_app_id,
+};
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
 use crate::session::{collect_sql, conform_by_name, df, session};
 
@@ -115,8 +118,10 @@ impl RefreshGoldBuilder {
     async fn execute(self) -> Result<GoldReport> {
         let gold = Gold::open(&self.lake).await?;
         let (mut cutoffs, last) = gold.cutoffs(self.cutoffs).await?;
+        // Which definition each cutoff gold holds was computed with (read once per refresh).
+        let held = definitions(&gold.table, &gold.id).await?;
         // Cutoffs computed with another definition are recomputed too: gold never mixes them.
-        for stale in gold.other_definitions().await? {
+        for stale in gold.other_definitions(&held)? {
             if !cutoffs.iter().any(|(_, n)| *n == stale.1) {
                 cutoffs.push(stale);
             }
@@ -132,7 +137,7 @@ impl RefreshGoldBuilder {
             version: None,
             scoring: None,
         };
-        let labelled = !gold.up_to_date(&report.cutoffs).await?;
+        let labelled = !gold.up_to_date(&report.cutoffs, &held).await?;
         let scoring = match &gold.scoring {
             Some(s) => s.cutoff_stale(&gold, last).await?,
             None => None,
@@ -243,7 +248,7 @@ impl Scoring {
                 staging.take(0),
                 Change::ReplaceAll,
                 txn,
-                "berserkr.gold",
+                GOLD_COMMIT_KEY,
                 metadata,
             )
             .await?;
@@ -368,7 +373,7 @@ impl<'a> Gold<'a> {
             exactly_once: false,
         };
         let committed = target
-            .commit(staging.take(0), change, txn, "berserkr.gold", metadata)
+            .commit(staging.take(0), change, txn, GOLD_COMMIT_KEY, metadata)
             .await?;
         Ok((
             rows,
@@ -424,37 +429,43 @@ impl<'a> Gold<'a> {
         Ok((named, last))
     }
 
-    /// The cutoffs gold holds that were computed with another feature definition than the
-    /// current one (or before definitions were recorded).
-    async fn other_definitions(&self) -> Result<Vec<(NaiveDateTime, String)>> {
+    /// The cutoffs of `held` (gold's cutoffs and their definitions) computed with another
+    /// feature definition than the current one (or before definitions were recorded).
+    fn other_definitions(
+        &self,
+        held: &BTreeMap<String, Option<String>>,
+    ) -> Result<Vec<(NaiveDateTime, String)>> {
         let current = self.definition()?;
         let mut out = Vec::new();
-        for (name, d) in definitions(&self.table, &self.id).await? {
+        for (name, d) in held {
             if d.as_deref() == Some(current.as_str()) {
                 continue;
             }
-            let at = NaiveDateTime::parse_from_str(&name, CUTOFF_FORMAT).map_err(|e| {
+            let at = NaiveDateTime::parse_from_str(name, CUTOFF_FORMAT).map_err(|e| {
                 Error::InvalidData {
                     table: self.id.to_string(),
                     reason: format!("cutoff partition {name:?} is not {CUTOFF_FORMAT}: {e}"),
                 }
             })?;
-            out.push((at, name));
+            out.push((at, name.clone()));
         }
         Ok(out)
     }
 
     /// True when gold reflects this silver version and holds every cutoff of `names`, each
     /// computed with the current feature definition (a changed transform recomputes them all).
-    async fn up_to_date(&self, names: &[String]) -> Result<bool> {
+    async fn up_to_date(
+        &self,
+        names: &[String],
+        held: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool> {
         let app_id = refresh_app_id(&self.silver_id);
         if app_txn_version(&self.table, &self.id, &app_id).await? != self.silver_version as i64 {
             return Ok(false);
         }
-        let have = definitions(&self.table, &self.id).await?;
         let current = self.definition()?;
         Ok(names.iter().all(|n| {
-            have.get(n)
+            held.get(n)
                 .is_some_and(|d| d.as_deref() == Some(current.as_str()))
         }))
     }
