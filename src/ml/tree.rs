@@ -367,12 +367,18 @@ pub fn grow(
         sums,
     }];
     while !level.is_empty() {
-        let (route, mut splits) = decide_level(level, binned, params, leaf, stats, rng, &mut nodes);
+        let (route, mut splits) = decide_level(level, binned, params, leaf, rng, &mut nodes);
         if splits.is_empty() {
             break;
         }
         let small = smaller_children(&splits, nodes.len(), params.max_depth);
-        let (build, counts) = route_rows(rows, binned, stats, &route, &small, &mut node_of);
+        let routing = Routing {
+            binned,
+            stats,
+            route: &route,
+            small: &small,
+        };
+        let (build, counts) = routing.rows(rows, &mut node_of);
         if !stats.count_is_h {
             // The children's rows, counted while routing (the split only estimated them).
             for (_, l, ls, rs) in &mut splits {
@@ -400,7 +406,6 @@ fn decide_level(
     binned: &Binned,
     params: &GrowParams,
     leaf: LeafValue,
-    stats: &Stats,
     rng: &mut ChaCha8Rng,
     nodes: &mut Vec<Node>,
 ) -> (Vec<Route>, Vec<Split>) {
@@ -409,14 +414,7 @@ fn decide_level(
     for p in level {
         let allowed = feature_subset(binned.nfeat, params.max_features, rng);
         let split = if p.depth < params.max_depth && p.sums.n >= 2.0 * params.min_leaf {
-            best_split(
-                &p.hist,
-                &binned.nbins,
-                &allowed,
-                p.sums,
-                params,
-                stats.count_is_h,
-            )
+            best_split(&p.hist, &binned.nbins, &allowed, p.sums, params)
         } else {
             None
         };
@@ -454,8 +452,6 @@ fn decide_level(
     (route, splits)
 }
 
-/// For every node (by index), whether it is the smaller child of a split at this level: the
-/// child whose histogram is built from its rows (the other is the parent minus it).
 /// Returns, by node, the slot of its histogram among this level's smaller children (in split
 /// order), or `u32::MAX`. Children at the maximum depth are leaves whatever their rows: no
 /// histogram is built for them (a fifth of a depth-6 tree's histogram work).
@@ -481,88 +477,84 @@ struct Built {
     gh: [f32; 2],
 }
 
-/// Moves the rows of split nodes to their children and returns the rows that went to a smaller
-/// child, in row order, and how many rows each node received: the next histogram pass reads only those, instead of every row with a
-/// branch per row that the CPU cannot predict. The rows (ascending) are cut into one run per
-/// thread, each owning its own range of `node_of`; the runs' lists are joined in order, so the
-/// result does not depend on the number of threads.
-fn route_rows(
-    rows: &[u32],
-    binned: &Binned,
-    stats: &Stats,
-    route: &[Route],
-    small: &[u32],
-    node_of: &mut [u32],
-) -> (Vec<Built>, Vec<u32>) {
-    let threads = rayon::current_num_threads().max(1);
-    if threads == 1 || rows.len() < 1 << 16 || !rows.is_sorted() {
-        return route_run(rows, binned, stats, route, small, node_of, 0);
-    }
-    let per = rows.len().div_ceil(threads);
-    let mut runs = Vec::with_capacity(threads);
-    let (mut rest, mut offset) = (node_of, 0usize);
-    let chunks: Vec<&[u32]> = rows.chunks(per).collect();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let end = chunks
-            .get(i + 1)
-            .map_or(offset + rest.len(), |c| c[0] as usize);
-        let (head, tail) = rest.split_at_mut(end - offset);
-        runs.push((*chunk, head, offset));
-        (rest, offset) = (tail, end);
-    }
-    let lists: Vec<(Vec<Built>, Vec<u32>)> = runs
-        .into_par_iter()
-        .map(|(chunk, part, offset)| route_run(chunk, binned, stats, route, small, part, offset))
-        .collect();
-    let mut counts = vec![0u32; small.len()];
-    for (_, c) in &lists {
-        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
-    }
-    (lists.into_iter().flat_map(|(b, _)| b).collect(), counts)
+/// What routing a level's rows needs: the codes, the rows' statistics, each split node's route
+/// and each node's histogram slot ([`smaller_children`]).
+struct Routing<'a> {
+    binned: &'a Binned,
+    stats: &'a Stats,
+    route: &'a [Route],
+    small: &'a [u32],
 }
 
-/// [`route_rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node. Also counts the
-/// rows each node received.
-fn route_run(
-    rows: &[u32],
-    binned: &Binned,
-    stats: &Stats,
-    route: &[Route],
-    small: &[u32],
-    node_of: &mut [u32],
-    offset: usize,
-) -> (Vec<Built>, Vec<u32>) {
-    let nfeat = binned.nfeat;
-    let n_nodes = small.len();
-    let mut build = Vec::with_capacity(rows.len() / 2);
-    // Four interleaved counters per node: consecutive rows of one node would otherwise wait on
-    // each other's increment of the same counter.
-    let mut counts4 = vec![0u32; 4 * n_nodes];
-    for &r in rows {
-        let ri = r as usize;
-        let at = &mut node_of[ri - offset];
-        if let Some(Some((f, b, l, rr))) = route.get(*at as usize) {
-            let to = if binned.codes[ri * nfeat + f] as usize <= *b {
-                *l
-            } else {
-                *rr
-            };
-            *at = to;
-            counts4[(ri & 3) * n_nodes + to as usize] += 1;
-            let slot = small[to as usize];
-            if slot != u32::MAX {
-                build.push(Built {
-                    row: r,
-                    slot,
-                    gh: stats.gh[ri],
-                });
+impl Routing<'_> {
+    /// Moves the rows of split nodes to their children. Returns the rows that went to a smaller
+    /// child, in row order (the next histogram pass reads only those, instead of every row with
+    /// a branch per row that the CPU cannot predict), and how many rows each node received. The
+    /// rows (ascending) are cut into one run per thread, each owning its own range of `node_of`;
+    /// the runs' lists are joined in order, so the result does not depend on the number of
+    /// threads.
+    fn rows(&self, rows: &[u32], node_of: &mut [u32]) -> (Vec<Built>, Vec<u32>) {
+        let threads = rayon::current_num_threads().max(1);
+        if threads == 1 || rows.len() < 1 << 16 || !rows.is_sorted() {
+            return self.run(rows, node_of, 0);
+        }
+        let per = rows.len().div_ceil(threads);
+        let mut runs = Vec::with_capacity(threads);
+        let (mut rest, mut offset) = (node_of, 0usize);
+        let chunks: Vec<&[u32]> = rows.chunks(per).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = chunks
+                .get(i + 1)
+                .map_or(offset + rest.len(), |c| c[0] as usize);
+            let (head, tail) = rest.split_at_mut(end - offset);
+            runs.push((*chunk, head, offset));
+            (rest, offset) = (tail, end);
+        }
+        let lists: Vec<(Vec<Built>, Vec<u32>)> = runs
+            .into_par_iter()
+            .map(|(chunk, part, offset)| self.run(chunk, part, offset))
+            .collect();
+        let mut counts = vec![0u32; self.small.len()];
+        for (_, c) in &lists {
+            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        }
+        (lists.into_iter().flat_map(|(b, _)| b).collect(), counts)
+    }
+
+    /// [`Routing::rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node.
+    fn run(&self, rows: &[u32], node_of: &mut [u32], offset: usize) -> (Vec<Built>, Vec<u32>) {
+        let nfeat = self.binned.nfeat;
+        let n_nodes = self.small.len();
+        let mut build = Vec::with_capacity(rows.len() / 2);
+        // Four interleaved counters per node: consecutive rows of one node would otherwise wait
+        // on each other's increment of the same counter.
+        let mut counts4 = vec![0u32; 4 * n_nodes];
+        for &r in rows {
+            let ri = r as usize;
+            let at = &mut node_of[ri - offset];
+            if let Some(Some((f, b, l, rr))) = self.route.get(*at as usize) {
+                let to = if self.binned.codes[ri * nfeat + f] as usize <= *b {
+                    *l
+                } else {
+                    *rr
+                };
+                *at = to;
+                counts4[(ri & 3) * n_nodes + to as usize] += 1;
+                let slot = self.small[to as usize];
+                if slot != u32::MAX {
+                    build.push(Built {
+                        row: r,
+                        slot,
+                        gh: self.stats.gh[ri],
+                    });
+                }
             }
         }
+        let counts = (0..n_nodes)
+            .map(|i| (0..4).map(|k| counts4[k * n_nodes + i]).sum())
+            .collect();
+        (build, counts)
     }
-    let counts = (0..n_nodes)
-        .map(|i| (0..4).map(|k| counts4[k * n_nodes + i]).sum())
-        .collect();
-    (build, counts)
 }
 
 /// The next level's pending nodes: the histograms of each split's smaller child from its rows
@@ -676,27 +668,22 @@ fn subtract(parent: &Hist, child: &Hist) -> Hist {
 }
 
 /// The best `(feature, bin, gain, left sums)` among `allowed` features, if any split gains. A
-/// side's rows are its hessian when a row counts as `h` (exact), else the node's rows times the
-/// side's share of the node's hessian (an estimate; the split's children are counted exactly
-/// when rows are routed).
+/// side's rows are the node's rows times the side's share of the node's hessian: exact when a row
+/// counts as `h` (the node's rows are its hessian, the ratio is 1), else an estimate, as
+/// LightGBM's (the split's children are counted exactly when rows are routed).
 fn best_split(
     hist: &Hist,
     nbins: &[usize],
     allowed: &[usize],
     sums: Cell,
     params: &GrowParams,
-    count_is_h: bool,
 ) -> Option<(usize, usize, f64, Cell)> {
     let score = |g: f64, h: f64| {
         let d = h + params.lambda;
         if d > 0.0 { g * g / d } else { 0.0 }
     };
     let parent = score(sums.g, sums.h);
-    let rows_per_h = if count_is_h || sums.h <= 0.0 {
-        1.0
-    } else {
-        sums.n / sums.h
-    };
+    let rows_per_h = if sums.h > 0.0 { sums.n / sums.h } else { 1.0 };
     let mut best: Option<(usize, usize, f64, Bin)> = None;
     for &f in allowed {
         let cells = &hist[f][..nbins[f]];
@@ -722,11 +709,7 @@ fn best_split(
         }
     }
     best.map(|(f, b, gain, left)| {
-        let n = if count_is_h {
-            left.h
-        } else {
-            left.h * rows_per_h
-        };
+        let n = left.h * rows_per_h;
         (
             f,
             b,
