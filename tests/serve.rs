@@ -171,13 +171,8 @@ async fn scores_describe_the_present_and_follow_each_drop() {
     assert_eq!(top[0].stock_code, "ZZ1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_refuses_features_of_another_definition() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = scored_lake(dir.path()).await;
-    let model = dir.path().join("model");
-    lake.score(&model).await.unwrap();
-    // Another build changes gold's SQL; its next refresh computes features another way.
+/// The same lake seen by a build whose gold SQL computes `n_purchases` another way.
+fn with_changed_definition(lake: &Lakehouse) -> Lakehouse {
     let files: Vec<(String, String)> = Catalog::embedded_files()
         .map(|(p, t)| {
             let t = if p == "tables/gold/customer_item_features.sql" {
@@ -191,6 +186,27 @@ async fn a_model_refuses_features_of_another_definition() {
     let changed = lake.clone().with_catalog(
         Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap(),
     );
+    assert_ne!(
+        changed
+            .catalog()
+            .definition("tables/gold/customer_item_features.sql")
+            .unwrap(),
+        lake.catalog()
+            .definition("tables/gold/customer_item_features.sql")
+            .unwrap(),
+        "the replacement changed the SQL"
+    );
+    changed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_refuses_features_of_another_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = scored_lake(dir.path()).await;
+    let model = dir.path().join("model");
+    lake.score(&model).await.unwrap();
+    // Another build changes gold's SQL; its next refresh computes features another way.
+    let changed = with_changed_definition(&lake);
     let drops = dir.path().join("late");
     std::fs::create_dir_all(&drops).unwrap();
     later_drop(&drops, "late.csv.lzo", "2012-01-05", 99001);
@@ -245,19 +261,7 @@ async fn a_changed_definition_recomputes_every_cutoff_from_the_same_silver() {
         .await
         .unwrap();
     assert_eq!(before.version, None, "up to date: {before:?}");
-    let files: Vec<(String, String)> = Catalog::embedded_files()
-        .map(|(p, t)| {
-            let t = if p == "tables/gold/customer_item_features.sql" {
-                t.replace("count(*) AS n_purchases", "count(*) + 1 AS n_purchases")
-            } else {
-                t.to_string()
-            };
-            (p.to_string(), t)
-        })
-        .collect();
-    let changed = lake.clone().with_catalog(
-        Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap(),
-    );
+    let changed = with_changed_definition(&lake);
     // Silver has not moved; the definition has: a refresh of the latest cutoff recomputes every
     // cutoff gold holds, and the scoring snapshot.
     let g = changed.refresh_gold().await.unwrap();

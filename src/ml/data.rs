@@ -282,60 +282,58 @@ fn append_batch(f: &mut FeatureFrame, b: &RecordBatch, id: &TableId, labelled: b
         table: id.to_string(),
         reason: format!("column {col} holds a null; features cannot"),
     };
-    {
-        let strings = |i: usize| -> Result<StringArray> {
-            let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
-            Ok(c.as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8 gives a StringArray")
-                .clone())
-        };
-        let cut = strings(0)?;
-        let item = strings(2)?;
-        let cust = cast(b.column(1), &DataType::Int64).map_err(arrow("CustomerID"))?;
-        let cust = cust
+    let strings = |i: usize| -> Result<StringArray> {
+        let c = cast(b.column(i), &DataType::Utf8).map_err(arrow("strings"))?;
+        Ok(c.as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8 gives a StringArray")
+            .clone())
+    };
+    let cut = strings(0)?;
+    let item = strings(2)?;
+    let cust = cast(b.column(1), &DataType::Int64).map_err(arrow("CustomerID"))?;
+    let cust = cust
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("cast to Int64 gives an Int64Array");
+    if cut.null_count() + item.null_count() + cust.null_count() > 0 {
+        return Err(null("cutoff/CustomerID/StockCode"));
+    }
+    f.cutoff
+        .extend(cut.iter().map(|s| s.unwrap_or_default().to_string()));
+    f.item
+        .extend(item.iter().map(|s| s.unwrap_or_default().to_string()));
+    f.customer.extend_from_slice(cust.values());
+    for (j, name) in FEATURES.iter().enumerate() {
+        let c = cast(b.column(3 + j), &DataType::Float64).map_err(arrow(name))?;
+        let c = c
             .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("cast to Int64 gives an Int64Array");
-        if cut.null_count() + item.null_count() + cust.null_count() > 0 {
-            return Err(null("cutoff/CustomerID/StockCode"));
+            .downcast_ref::<Float64Array>()
+            .expect("cast to Float64 gives a Float64Array");
+        if c.null_count() > 0 {
+            return Err(null(name));
         }
-        f.cutoff
-            .extend(cut.iter().map(|s| s.unwrap_or_default().to_string()));
-        f.item
-            .extend(item.iter().map(|s| s.unwrap_or_default().to_string()));
-        f.customer.extend_from_slice(cust.values());
-        for (j, name) in FEATURES.iter().enumerate() {
-            let c = cast(b.column(3 + j), &DataType::Float64).map_err(arrow(name))?;
-            let c = c
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .expect("cast to Float64 gives a Float64Array");
-            if c.null_count() > 0 {
-                return Err(null(name));
-            }
-            f.features[j].extend_from_slice(c.values());
+        f.features[j].extend_from_slice(c.values());
+    }
+    if !labelled {
+        return Ok(());
+    }
+    let l = cast(b.column(3 + FEATURES.len()), &DataType::Int64).map_err(arrow("label"))?;
+    let l = l
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("cast to Int64 gives an Int64Array");
+    if l.null_count() > 0 {
+        return Err(null("label"));
+    }
+    for &v in l.values() {
+        if v != 0 && v != 1 {
+            return Err(Error::InvalidData {
+                table: id.to_string(),
+                reason: format!("label {v} is not 0 or 1"),
+            });
         }
-        if !labelled {
-            return Ok(());
-        }
-        let l = cast(b.column(3 + FEATURES.len()), &DataType::Int64).map_err(arrow("label"))?;
-        let l = l
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("cast to Int64 gives an Int64Array");
-        if l.null_count() > 0 {
-            return Err(null("label"));
-        }
-        for &v in l.values() {
-            if v != 0 && v != 1 {
-                return Err(Error::InvalidData {
-                    table: id.to_string(),
-                    reason: format!("label {v} is not 0 or 1"),
-                });
-            }
-            f.label.push(v as u8);
-        }
+        f.label.push(v as u8);
     }
     Ok(())
 }
