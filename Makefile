@@ -43,11 +43,10 @@ build:
 ## The whole job on the real data shipped in the repo, into a local lake ($(LAKE)).
 demo: deps build
 	$(BERSERKR) --lake $(LAKE) lake init
-	$(BERSERKR) --lake $(LAKE) lake append --keep-going '$(DROPS)'
-	$(BERSERKR) --lake $(LAKE) lake refresh all --cutoffs monthly
-	$(BERSERKR) --lake $(LAKE) lake refresh gold
-	$(BERSERKR) --lake $(LAKE) train --model gradient-boosting --out $(MODEL)
-	$(BERSERKR) --lake $(LAKE) score --model $(MODEL)
+	$(BERSERKR) --lake $(LAKE) lake settings --cutoffs monthly,latest
+	$(BERSERKR) --lake $(LAKE) lake run --keep-going '$(DROPS)' --train --out $(MODEL) --score
+	@echo "the same daily run again: nothing new, nothing done"
+	$(BERSERKR) --lake $(LAKE) lake run --keep-going '$(DROPS)' --train --out $(MODEL) --score
 	$(BERSERKR) --lake $(LAKE) score --model $(MODEL) --customer 17850 --top 10
 	$(BERSERKR) model export --model $(MODEL) --format pmml
 	$(BERSERKR) --lake $(LAKE) lake optimize

@@ -26,6 +26,7 @@ pub mod lzo;
 pub mod migrate;
 pub mod ml;
 pub mod ops;
+pub mod pipeline;
 pub mod serve;
 pub mod session;
 pub mod store;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of `src/` and its layer, lowest first. A module may use modules of lower
 /// layers only (not of its own layer, which keeps modules of one layer independent).
-const LAYERS: [(&str, u32); 13] = [
+const LAYERS: [(&str, u32); 14] = [
     ("lzo", 0),
     ("error", 1),
     ("store", 2),
@@ -20,6 +20,7 @@ const LAYERS: [(&str, u32); 13] = [
     ("ops", 6),
     ("ml", 7),
     ("serve", 8),
+    ("pipeline", 8),
     ("lib", 9),
 ];
 

@@ -72,6 +72,12 @@ for n in $ROWS; do
     measure "gold-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh gold
     rm -rf "$OUT/lake-$n-e2e"; "$BIN" --lake "$OUT/lake-$n-e2e" lake init > /dev/null
     measure "e2e-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake append '$lzo' > /dev/null && '$BIN' --lake '$OUT/lake-$n-e2e' lake refresh all > /dev/null"
+    # The daily job on the lake just built: the generator's last day (2011-12-09) again as the
+    # next day's drop (dated 2011-12-10, invoice numbers suffixed D), through `lake run`.
+    dayd=$OUT/next-day-$n.csv
+    [ -s "$dayd.lzo" ] || { head -1 "$csv"; grep ',12/9/2011 ' "$csv" | sed -e 's#,12/9/2011 #,12/10/2011 #' -e 's#^\([^,]*\),#\1D,#'; } > "$dayd"
+    [ -s "$dayd.lzo" ] || lzop -fc "$dayd" > "$dayd.lzo"
+    measure "daily-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake run --json '$dayd.lzo' > '$OUT/daily-$n-$r.json'"
     # Incremental: one more daily-sized drop (2,000 rows under new invoice numbers), then silver.
     day=$OUT/day-$n-$r.csv; { head -1 "$csv"; sed -n '2,2001p' "$csv" | sed 's#^\([^,]*\),#\1-'$r',#'; } > "$day"; lzop -fc "$day" > "$day.lzo"
     "$BIN" --lake "$OUT/lake-$n" lake append "$day.lzo" > /dev/null
@@ -108,6 +114,21 @@ for n in $ROWS; do
     "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
   "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
   echo "$n rows, per round: end to end / polars all = $(paired e2e-$n polars-all-$n)" | tee -a "$OUT/ratios.txt"
+  # The daily drop's cost as a share of the full build, per round (steps timed by `lake run`).
+  "$PY" - "$OUT" "$n" "$(walls e2e-$n | tr '\n' ' ')" "$(walls daily-$n | tr '\n' ' ')" <<'PY' | tee -a "$OUT/ratios.txt"
+import json, statistics, sys
+out, n = sys.argv[1], sys.argv[2]
+e2e, daily = ([float(x) for x in s.split()] for s in sys.argv[3:5])
+rows, parts = 0, []
+for r, (e, d) in enumerate(zip(e2e, daily), 1):
+    j = json.load(open(f"{out}/daily-{n}-{r}.json"))
+    sec = {s["step"]: s["seconds"] for s in j["steps"]}
+    rows = next(s for s in j["steps"] if s["step"] == "append")["detail"]["rows"]
+    parts.append((d / e, (sec["append"] + sec["silver"]) / e, sec["gold"] / e, sec["gold"]))
+med = lambda i: statistics.median(p[i] for p in parts)
+print(f"{n:>9} rows: daily drop ({rows} rows) through `lake run` / full build: {med(0):.3f} "
+      f"(append + silver {med(1):.3f}, gold {med(2):.3f} = {med(3):.2f} s; median of {len(parts)})")
+PY
   echo "$n rows, per round: end to end / duckdb all = $(paired e2e-$n duckdb-all-$n)" | tee -a "$OUT/ratios.txt"
   if grep -q "\"label\": \"spark-all-$n\"" "$RES"; then
     sp=$(best_wall spark-all-$n)

@@ -32,15 +32,34 @@ pub enum LakeCommand {
         /// silver timestamp minus the label window.
         #[arg(long)]
         cutoff: Vec<String>,
-        /// Gold cutoffs at every month start whose label window is complete.
-        #[arg(long, value_enum, conflicts_with = "cutoff")]
-        cutoffs: Option<CutoffsArg>,
+        /// Gold cutoffs: `monthly` (every month start whose label window is complete),
+        /// `latest`, dates, or several separated by commas [default: the lake's setting (`lake
+        /// settings`), else latest].
+        #[arg(long, conflicts_with = "cutoff")]
+        cutoffs: Option<String>,
+        /// Rebuild every cutoff asked for (default: only those new silver rows can change).
+        #[arg(long)]
+        full: bool,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
     },
     /// Land lzop drops (files, folders, glob patterns) in bronze, each exactly once.
     Append(AppendArgs),
+    /// The daily job in one idempotent command: append the drops given, refresh silver and
+    /// gold (the lake's cutoffs, see `lake settings`), optionally train and score. A second
+    /// run with nothing new does nothing; a run that failed resumes at the failed step.
+    Run(RunArgs),
+    /// Show or change the lake's settings (kept in the gold table's properties).
+    Settings {
+        /// Gold's cutoffs for `lake run` and `lake refresh gold`: `latest`, `monthly`, dates
+        /// ('YYYY-MM-DD[ HH:MM:SS]'), or several separated by commas (e.g. `monthly,latest`).
+        #[arg(long)]
+        cutoffs: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compact small files (or Z-order them); rows and versions are unchanged.
     Optimize {
         /// Only this table (default: every table).
@@ -243,10 +262,36 @@ pub enum LayerArg {
     All,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CutoffsArg {
-    /// The first day of every month.
-    Monthly,
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// New drops: .lzo files, folders of them, or glob patterns (none: start at silver).
+    paths: Vec<String>,
+    /// Let the sound drops land and the later steps run when a drop fails (exit status is
+    /// still 1).
+    #[arg(long)]
+    keep_going: bool,
+    /// Gold cutoffs for this run [default: the lake's setting (`lake settings`), else latest].
+    #[arg(long)]
+    cutoffs: Option<String>,
+    /// Train a model on the new gold version into --out (skipped when --out already holds a
+    /// model of that version with these parameters).
+    #[arg(long)]
+    train: bool,
+    /// Learner for --train.
+    #[arg(long, value_enum, default_value = "gradient-boosting")]
+    model: super::ml::ModelArg,
+    /// Seed for --train.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Score the present with the model in --out into gold.purchase_scores.
+    #[arg(long)]
+    score: bool,
+    /// Model directory.
+    #[arg(long, default_value = "model")]
+    out: std::path::PathBuf,
+    /// Print one JSON summary on standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_cutoff(s: &str) -> anyhow::Result<chrono::NaiveDateTime> {
@@ -301,9 +346,12 @@ pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
             layer,
             cutoff,
             cutoffs,
+            full,
             json,
-        } => refresh(lake, layer, &cutoff, cutoffs, json).await,
+        } => refresh(lake, layer, &cutoff, cutoffs, full, json).await,
         LakeCommand::Append(args) => append(lake, args).await,
+        LakeCommand::Run(args) => run_daily(lake, args).await,
+        LakeCommand::Settings { cutoffs, json } => settings(lake, cutoffs, json).await,
         LakeCommand::Optimize {
             table,
             zorder,
@@ -369,18 +417,19 @@ async fn refresh(
     lake: Lakehouse,
     layer: LayerArg,
     cutoff: &[String],
-    cutoffs: Option<CutoffsArg>,
+    cutoffs: Option<String>,
+    full: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
     let gold_cutoffs = match (cutoffs, cutoff.is_empty()) {
-        (Some(CutoffsArg::Monthly), _) => Cutoffs::Monthly,
-        (None, true) => Cutoffs::Latest,
-        (None, false) => Cutoffs::At(
+        (Some(text), _) => Some(text.parse::<Cutoffs>()?),
+        (None, true) => None,
+        (None, false) => Some(Cutoffs::At(
             cutoff
                 .iter()
                 .map(|c| parse_cutoff(c))
                 .collect::<anyhow::Result<_>>()?,
-        ),
+        )),
     };
     let mut out = serde_json::Map::new();
     if matches!(layer, LayerArg::Silver | LayerArg::All) {
@@ -399,7 +448,11 @@ async fn refresh(
         }
     }
     if matches!(layer, LayerArg::Gold | LayerArg::All) {
-        let report = lake.refresh_gold().with_cutoffs(gold_cutoffs).await?;
+        let report = lake
+            .refresh_gold()
+            .with_cutoffs(gold_cutoffs)
+            .with_full(full)
+            .await?;
         if json {
             out.insert("gold".into(), serde_json::to_value(&report)?);
         } else {
@@ -410,6 +463,132 @@ async fn refresh(
         print_json(&out)?;
     }
     Ok(EXIT_OK)
+}
+
+async fn settings(lake: Lakehouse, cutoffs: Option<String>, json: bool) -> anyhow::Result<u8> {
+    let report = match cutoffs {
+        Some(text) => {
+            let r = lake.set_cutoffs(text.parse::<Cutoffs>()?).await?;
+            serde_json::json!({ "table": r.table, "cutoffs": r.cutoffs, "version": r.version })
+        }
+        None => serde_json::json!({
+            "cutoffs": lake.cutoffs().await?.map(|c| c.to_string()),
+        }),
+    };
+    if json {
+        print_json(&report)?;
+        return Ok(EXIT_OK);
+    }
+    match (&report["cutoffs"], &report["version"]) {
+        (serde_json::Value::Null, _) => println!("cutoffs: not set (latest)"),
+        (c, serde_json::Value::Null) if report.get("table").is_some() => {
+            println!("cutoffs: {} (unchanged)", c.as_str().unwrap_or_default())
+        }
+        (c, serde_json::Value::Null) => println!("cutoffs: {}", c.as_str().unwrap_or_default()),
+        (c, v) => println!(
+            "cutoffs: {} (set in {} version {v})",
+            c.as_str().unwrap_or_default(),
+            report["table"].as_str().unwrap_or_default()
+        ),
+    }
+    Ok(EXIT_OK)
+}
+
+async fn run_daily(lake: Lakehouse, args: RunArgs) -> anyhow::Result<u8> {
+    use berserkr::pipeline::{RunEvent, StepStatus, TrainStep};
+    let cutoffs = match args.cutoffs {
+        Some(text) => Some(text.parse::<Cutoffs>()?),
+        None => None,
+    };
+    let train = args.train.then(|| {
+        let mut params = berserkr::ml::Params::defaults(args.model.kind());
+        params.seed = args.seed;
+        TrainStep {
+            params,
+            out: args.out.clone(),
+        }
+    });
+    let json = args.json;
+    let report = lake
+        .run(args.paths)
+        .with_keep_going(args.keep_going)
+        .with_cutoffs(cutoffs)
+        .with_train(train)
+        .with_score(args.score.then_some(args.out))
+        .with_observer(move |e| {
+            if let RunEvent::Finished(s) = e
+                && !json
+                && s.status != StepStatus::Skipped
+            {
+                println!(
+                    "{:<8} {:<10} {:>7.2} s  {}",
+                    format!("{:?}", s.step).to_lowercase(),
+                    format!("{:?}", s.status).to_lowercase(),
+                    s.seconds,
+                    step_summary(s)
+                );
+            }
+        })
+        .await?;
+    if json {
+        print_json(&report)?;
+    } else if let Some(f) = &report.error {
+        eprintln!("berserkr: {:?} failed: {}", f.step, f.message);
+    } else if !report.did_work {
+        println!("nothing to do: the lake is up to date");
+    }
+    Ok(match &report.error {
+        None => EXIT_OK,
+        Some(f) if f.bad_input => EXIT_BAD_INPUT,
+        Some(_) => EXIT_ERROR,
+    })
+}
+
+/// One line about a step of `lake run`, from its report.
+fn step_summary(s: &berserkr::pipeline::StepReport) -> String {
+    use berserkr::pipeline::Step;
+    let d = &s.detail;
+    match s.step {
+        Step::Append => format!(
+            "{} drops added ({} rows), {} already in, {} failed; {} version {}",
+            d["added"],
+            d["rows"],
+            d["skipped"],
+            d["failed"],
+            d["table"].as_str().unwrap_or(""),
+            d["version_after"]
+        ),
+        Step::Silver => d["tables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| format!("{} +{} rows", t["table"].as_str().unwrap_or(""), t["rows"]))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Step::Gold => format!(
+            "built cutoffs [{}], unchanged {}, scoring as of {}",
+            d["cutoffs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            d["unchanged"].as_array().map_or(0, Vec::len),
+            d["scoring"]["cutoff"].as_str().unwrap_or("-")
+        ),
+        Step::Train => format!(
+            "model {} on {} version {}",
+            d["model_id"].as_str().unwrap_or(""),
+            d["table"].as_str().unwrap_or(""),
+            d["version"]
+        ),
+        Step::Score => format!(
+            "{} rows into {}",
+            d["rows"],
+            d["table"].as_str().unwrap_or("")
+        ),
+    }
 }
 
 fn print_gold(report: &berserkr::ops::gold::GoldReport) {
@@ -432,13 +611,27 @@ fn print_gold(report: &berserkr::ops::gold::GoldReport) {
             report.source,
             report.source_version
         ),
-        None => println!(
+        None if report.cutoffs.is_empty() => println!(
             "{:<32} up to date with {} version {} for cutoffs {}",
+            report.table,
+            report.source,
+            report.source_version,
+            report.unchanged.join(", ")
+        ),
+        None => println!(
+            "{:<32} already refreshed from {} version {} for cutoffs {}",
             report.table,
             report.source,
             report.source_version,
             report.cutoffs.join(", ")
         ),
+    }
+    if report.version.is_some() && !report.unchanged.is_empty() {
+        println!(
+            "{:<32} unchanged by the new silver rows: cutoffs {}",
+            "",
+            report.unchanged.join(", ")
+        );
     }
 }
 

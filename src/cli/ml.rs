@@ -59,6 +59,17 @@ pub enum ModelArg {
     GradientBoosting,
 }
 
+impl ModelArg {
+    /// The learner.
+    pub fn kind(self) -> ModelKind {
+        match self {
+            ModelArg::DecisionTree => ModelKind::DecisionTree,
+            ModelArg::RandomForest => ModelKind::RandomForest,
+            ModelArg::GradientBoosting => ModelKind::GradientBoosting,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Model directory (from `berserkr train`).
@@ -214,11 +225,7 @@ pub async fn train(lake: Lakehouse, args: TrainArgs) -> anyhow::Result<u8> {
         }
         return Ok(EXIT_BAD_INPUT);
     }
-    let kind = match args.model {
-        ModelArg::DecisionTree => ModelKind::DecisionTree,
-        ModelArg::RandomForest => ModelKind::RandomForest,
-        ModelArg::GradientBoosting => ModelKind::GradientBoosting,
-    };
+    let kind = args.model.kind();
     let mut params = Params::defaults(kind);
     params.seed = args.seed;
     if let Some(d) = args.max_depth {

@@ -31,6 +31,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "BERSERKR_CONFIG")]
     config: Option<std::path::PathBuf>,
 
+    /// Log what each step does, with timestamps and durations, on standard error (-v: steps
+    /// and commits, -vv: more). RUST_LOG (e.g. `berserkr=debug,deltalake=info`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +64,7 @@ enum Command {
 
 /// Runs the parsed command line and returns the exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    init_logs(cli.verbose);
     let lake = || open_lake(cli.lake.as_deref(), cli.config.as_deref());
     let result = match cli.command {
         Command::Lzo(cmd) => lzo::run(cmd),
@@ -118,6 +124,33 @@ fn chain(e: &anyhow::Error) -> String {
         }
     }
     s
+}
+
+/// Logs on standard error: quiet (warnings) by default, berserkr's steps with -v, its details
+/// with -vv; RUST_LOG's `target=level` directives replace these. Nothing logged holds a secret:
+/// storage options are never logged.
+fn init_logs(verbose: u8) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,berserkr=info",
+        _ => "info,berserkr=debug",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| default.parse().expect("valid directives"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(true);
+    // A second initialisation (never in the binary) is not an error worth failing for.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -329,19 +329,43 @@ fn parse_location(location: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// The feature definition each cutoff of a gold snapshot was computed with: for each cutoff
-/// partition, the `definition` recorded (under [`GOLD_COMMIT_KEY`]) by the newest commit at or
-/// before the snapshot that wrote it (`None`: written before definitions were recorded, or its
-/// commit is no longer in the log). The log is read newest first, 16 commits at a time
-/// ([`log::read_commits`]), and only until every cutoff is found.
+/// Where a cutoff partition of gold came from: the feature definition and the source (silver)
+/// version it was computed with, as recorded under [`GOLD_COMMIT_KEY`] by the newest commit at
+/// or before the snapshot that wrote it (`None`: written before these were recorded, or its
+/// commit is no longer in the log).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CutoffOrigin {
+    /// Digest of the feature definition (see [`crate::catalog::Catalog::definition`]).
+    pub definition: Option<String>,
+    /// Version of the source table the cutoff's rows were computed from.
+    pub source_version: Option<u64>,
+}
+
+/// The feature definition each cutoff of a gold snapshot was computed with (see
+/// [`cutoff_origins`]).
 pub async fn definitions(
     table: &DeltaTable,
     id: &TableId,
 ) -> Result<BTreeMap<String, Option<String>>> {
-    let mut out: BTreeMap<String, Option<String>> = partition_values(table, id, CUTOFF_COLUMN)?
+    Ok(cutoff_origins(table, id)
+        .await?
         .into_iter()
-        .map(|c| (c, None))
-        .collect();
+        .map(|(c, o)| (c, o.definition))
+        .collect())
+}
+
+/// Each cutoff partition of a gold snapshot and where it came from ([`CutoffOrigin`]). The log is
+/// read newest first, 16 commits at a time ([`log::read_commits`]), and only until every cutoff
+/// is found.
+pub async fn cutoff_origins(
+    table: &DeltaTable,
+    id: &TableId,
+) -> Result<BTreeMap<String, CutoffOrigin>> {
+    let mut out: BTreeMap<String, Option<CutoffOrigin>> =
+        partition_values(table, id, CUTOFF_COLUMN)?
+            .into_iter()
+            .map(|c| (c, None))
+            .collect();
     let mut pending = out.len();
     let log_store = table.log_store();
     let mut to = table.version().unwrap_or(0);
@@ -359,14 +383,15 @@ pub async fn definitions(
             else {
                 continue;
             };
-            let Some(definition) = info["definition"].as_str() else {
-                continue;
+            let origin = CutoffOrigin {
+                definition: info["definition"].as_str().map(str::to_string),
+                source_version: info["source_version"].as_u64(),
             };
             for c in info["cutoffs"].as_array().into_iter().flatten() {
                 if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
                     && slot.is_none()
                 {
-                    *slot = Some(definition.to_string());
+                    *slot = Some(origin.clone());
                     pending -= 1;
                 }
             }
@@ -376,7 +401,10 @@ pub async fn definitions(
         }
         to = from - 1;
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|(c, o)| (c, o.unwrap_or_default()))
+        .collect())
 }
 
 #[cfg(test)]

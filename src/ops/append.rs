@@ -243,6 +243,11 @@ impl AppendBuilder {
                     r
                 }
             };
+            tracing::info!(
+                drop = %report.file, status = ?report.status, rows = report.rows,
+                rejects = report.rejects, version = ?report.version, error = ?report.error,
+                "drop"
+            );
             if report.status == DropStatus::Failed && !self.keep_going {
                 stop = true;
             }

@@ -35,7 +35,8 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::lake::{
-    GOLD_COMMIT_KEY, Lakehouse, app_txn_version, definitions, operation, refresh_app_id,
+    CutoffOrigin, GOLD_COMMIT_KEY, Lakehouse, app_txn_version, cutoff_origins, definitions, log,
+    operation, refresh_app_id,
 };
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
 use crate::session::{collect_sql, conform_by_name, df, session};
@@ -54,6 +55,10 @@ pub struct GoldReport {
     pub source_version: u64,
     /// Cutoffs (re)built.
     pub cutoffs: Vec<String>,
+    /// Cutoffs asked for that gold already holds as the current silver would make them (same
+    /// feature definition; no silver row added since they were built falls before the end of
+    /// their label window): not rebuilt.
+    pub unchanged: Vec<String>,
     /// Rows written, all cutoffs.
     pub rows: u64,
     /// Rows with label 1.
@@ -78,8 +83,9 @@ pub struct ScoringReport {
     pub version: Option<u64>,
 }
 
-/// How cutoffs are chosen.
-#[derive(Debug, Clone, Default)]
+/// How cutoffs are chosen. Written and read as text (`latest`, `monthly`, a date, or several
+/// of these separated by commas), as the lake's setting ([`CUTOFFS_PROPERTY`]) holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cutoffs {
     /// The last silver timestamp minus the label window (the SPEC's cutoff).
     #[default]
@@ -89,12 +95,176 @@ pub enum Cutoffs {
     /// The first day of every month after the first month of silver whose label window ends
     /// within silver.
     Monthly,
+    /// Every cutoff each of these rules chooses.
+    Each(Vec<Cutoffs>),
+}
+
+/// The gold table property that holds the lake's cutoffs (see [`Cutoffs`]): what `lake refresh
+/// gold` and `lake run` build when not told otherwise.
+pub const CUTOFFS_PROPERTY: &str = "berserkr.cutoffs";
+
+impl std::str::FromStr for Cutoffs {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut rules = Vec::new();
+        let mut dates = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "latest" => rules.push(Cutoffs::Latest),
+                "monthly" => rules.push(Cutoffs::Monthly),
+                _ => dates.push(parse_cutoff(part).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "cutoffs {s:?}: {part:?} is not `latest`, `monthly`, 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"
+                    ))
+                })?),
+            }
+        }
+        if !dates.is_empty() {
+            dates.sort();
+            dates.dedup();
+            rules.push(Cutoffs::At(dates));
+        }
+        rules.dedup();
+        Ok(match rules.len() {
+            1 => rules.pop().expect("one"),
+            _ => Cutoffs::Each(rules),
+        })
+    }
+}
+
+impl std::fmt::Display for Cutoffs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cutoffs::Latest => f.write_str("latest"),
+            Cutoffs::Monthly => f.write_str("monthly"),
+            Cutoffs::At(v) => {
+                let names: Vec<String> = v
+                    .iter()
+                    .map(|c| c.format(CUTOFF_FORMAT).to_string())
+                    .collect();
+                f.write_str(&names.join(","))
+            }
+            Cutoffs::Each(v) => {
+                let names: Vec<String> = v.iter().map(ToString::to_string).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+impl Cutoffs {
+    /// The instants these rules choose in a silver spanning `first ..= last`, for a label
+    /// window of `window`.
+    fn resolve(
+        &self,
+        first: NaiveDateTime,
+        last: NaiveDateTime,
+        window: Duration,
+    ) -> Vec<NaiveDateTime> {
+        match self {
+            Cutoffs::Latest => vec![last - window],
+            Cutoffs::At(v) => v.clone(),
+            Cutoffs::Monthly => monthly(first, last - window),
+            Cutoffs::Each(v) => v
+                .iter()
+                .flat_map(|c| c.resolve(first, last, window))
+                .collect(),
+        }
+    }
+}
+
+/// A cutoff written 'YYYY-MM-DD HH:MM:SS' or 'YYYY-MM-DD' (midnight).
+fn parse_cutoff(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, CUTOFF_FORMAT)
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+}
+
+/// What [`Lakehouse::set_cutoffs`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CutoffsSetting {
+    /// The table holding the setting.
+    pub table: String,
+    /// The cutoffs now set.
+    pub cutoffs: String,
+    /// The new version, or None when the setting was already this.
+    pub version: Option<u64>,
+}
+
+/// Builder for [`Lakehouse::set_cutoffs`].
+pub struct SetCutoffsBuilder {
+    lake: Lakehouse,
+    cutoffs: Cutoffs,
+}
+
+impl Lakehouse {
+    /// The lake's cutoffs ([`CUTOFFS_PROPERTY`] of the gold table), when set.
+    pub async fn cutoffs(&self) -> Result<Option<Cutoffs>> {
+        let id: TableId = GOLD_FEATURES.parse()?;
+        let table = self.current_table(&id).await?;
+        cutoffs_of(&table, &id)
+    }
+
+    /// Sets the lake's cutoffs (a commit on the gold table setting [`CUTOFFS_PROPERTY`]).
+    pub fn set_cutoffs(&self, cutoffs: Cutoffs) -> SetCutoffsBuilder {
+        SetCutoffsBuilder {
+            lake: self.clone(),
+            cutoffs,
+        }
+    }
+}
+
+impl SetCutoffsBuilder {
+    async fn execute(self) -> Result<CutoffsSetting> {
+        let id: TableId = GOLD_FEATURES.parse()?;
+        let table = self.lake.current_table(&id).await?;
+        let text = self.cutoffs.to_string();
+        let mut report = CutoffsSetting {
+            table: id.to_string(),
+            cutoffs: text.clone(),
+            version: None,
+        };
+        if cutoffs_of(&table, &id)?.as_ref() == Some(&self.cutoffs) {
+            return Ok(report);
+        }
+        let table = table
+            .set_tbl_properties()
+            .with_properties([(CUTOFFS_PROPERTY.to_string(), text)].into())
+            .with_raise_if_not_exists(false)
+            .await
+            .map_err(|e| Error::delta(&id, e))?;
+        report.version = table.version();
+        Ok(report)
+    }
+}
+operation!(SetCutoffsBuilder => CutoffsSetting);
+
+/// The cutoffs a gold table's [`CUTOFFS_PROPERTY`] holds.
+fn cutoffs_of(table: &DeltaTable, id: &TableId) -> Result<Option<Cutoffs>> {
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    state
+        .metadata()
+        .configuration()
+        .get(CUTOFFS_PROPERTY)
+        .map(|v| {
+            v.parse().map_err(|e: Error| Error::InvalidData {
+                table: id.to_string(),
+                reason: format!("table property {CUTOFFS_PROPERTY}: {e}"),
+            })
+        })
+        .transpose()
 }
 
 /// Builder for `lake refresh gold` (see [`Lakehouse::refresh_gold`]).
 pub struct RefreshGoldBuilder {
     lake: Lakehouse,
-    cutoffs: Cutoffs,
+    cutoffs: Option<Cutoffs>,
+    full: bool,
 }
 
 impl Lakehouse {
@@ -103,55 +273,65 @@ impl Lakehouse {
     pub fn refresh_gold(&self) -> RefreshGoldBuilder {
         RefreshGoldBuilder {
             lake: self.clone(),
-            cutoffs: Cutoffs::default(),
+            cutoffs: None,
+            full: false,
         }
     }
 }
 
 impl RefreshGoldBuilder {
-    /// Which cutoffs to build.
-    pub fn with_cutoffs(mut self, cutoffs: Cutoffs) -> Self {
-        self.cutoffs = cutoffs;
+    /// Which cutoffs to build (default: the lake's setting, [`Lakehouse::cutoffs`], else
+    /// [`Cutoffs::Latest`]).
+    pub fn with_cutoffs(mut self, cutoffs: impl Into<Option<Cutoffs>>) -> Self {
+        self.cutoffs = cutoffs.into();
+        self
+    }
+
+    /// Rebuild every cutoff asked for and every cutoff gold holds, even those the new silver
+    /// rows cannot change (default: only the cutoffs that may have changed, and new ones).
+    pub fn with_full(mut self, full: bool) -> Self {
+        self.full = full;
         self
     }
 
     async fn execute(self) -> Result<GoldReport> {
         let gold = Gold::open(&self.lake).await?;
-        let (mut cutoffs, last) = gold.cutoffs(self.cutoffs).await?;
-        // Which definition each cutoff gold holds was computed with (read once per refresh).
-        let held = definitions(&gold.table, &gold.id).await?;
-        // Cutoffs computed with another definition are recomputed too: gold never mixes them.
-        for stale in gold.other_definitions(&held)? {
-            if !cutoffs.iter().any(|(_, n)| *n == stale.1) {
-                cutoffs.push(stale);
-            }
-        }
-        cutoffs.sort();
+        let rules = match self.cutoffs {
+            Some(c) => c,
+            None => cutoffs_of(&gold.table, &gold.id)?.unwrap_or_default(),
+        };
+        let (requested, last) = gold.cutoffs(rules).await?;
+        // Where each cutoff gold holds came from (read once per refresh).
+        let origins = cutoff_origins(&gold.table, &gold.id).await?;
+        let plan = gold.plan_cutoffs(requested, &origins, self.full).await?;
+        tracing::info!(table = %gold.id, source_version = gold.silver_version,
+            build = ?plan.build.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            unchanged = plan.unchanged.len(), "gold cutoffs planned");
         let mut report = GoldReport {
             table: gold.id.to_string(),
             source: gold.silver_id.to_string(),
             source_version: gold.silver_version,
-            cutoffs: cutoffs.iter().map(|(_, name)| name.clone()).collect(),
+            cutoffs: plan.build.iter().map(|(_, name)| name.clone()).collect(),
+            unchanged: plan.unchanged.clone(),
             rows: 0,
             positives: 0,
             version: None,
             scoring: None,
         };
-        let labelled = !gold.up_to_date(&report.cutoffs, &held).await?;
         let scoring = match &gold.scoring {
             Some(s) => s.cutoff_stale(&gold, last).await?,
             None => None,
         };
-        if !labelled && scoring.is_none() {
+        if plan.build.is_empty() && scoring.is_none() {
             if let Some(s) = &gold.scoring {
                 report.scoring = Some(s.report(last, 0, None));
             }
             return Ok(report);
         }
-        gold.load_silver(cutoffs.first().map_or(last, |(c, _)| *c))
+        gold.load_silver(plan.build.first().map_or(last, |(c, _)| *c))
             .await?;
-        if labelled {
-            let (rows, positives, version) = gold.write_labelled(&cutoffs).await?;
+        if !plan.build.is_empty() {
+            let (rows, positives, version) = gold.write_labelled(&plan).await?;
             (report.rows, report.positives, report.version) = (rows, positives, version);
         }
         if let Some(s) = &gold.scoring {
@@ -174,6 +354,8 @@ struct Gold<'a> {
     table: DeltaTable,
     silver_id: TableId,
     silver_version: u64,
+    /// Silver's log, to see what its commits after a version changed.
+    silver_log: deltalake::logstore::LogStoreRef,
     window: Duration,
     ctx: SessionContext,
     /// The scoring snapshot's table, when declared.
@@ -299,6 +481,7 @@ impl<'a> Gold<'a> {
             table,
             silver_id,
             silver_version,
+            silver_log: silver.log_store(),
             window,
             ctx,
             scoring,
@@ -340,10 +523,8 @@ impl<'a> Gold<'a> {
 
     /// Writes and commits the labelled cutoffs (their partitions replaced in one commit): rows,
     /// positives, and the new version (None: another refresh did it meanwhile).
-    async fn write_labelled(
-        &self,
-        cutoffs: &[(NaiveDateTime, String)],
-    ) -> Result<(u64, u64, Option<u64>)> {
+    async fn write_labelled(&self, plan: &CutoffPlan) -> Result<(u64, u64, Option<u64>)> {
+        let cutoffs = &plan.build;
         let mut target = Target::of(self.lake, &self.id, &self.table)?;
         let mut staging = Staging::new([&target]);
         let (rows, positives) = match self.write(cutoffs, &target, &mut staging).await {
@@ -356,6 +537,8 @@ impl<'a> Gold<'a> {
             "source": self.silver_id.to_string(),
             "source_version": self.silver_version,
             "cutoffs": names,
+            // Cutoffs checked to be what this silver version makes (not rewritten).
+            "unchanged": plan.unchanged,
             "definition": self.definition()?,
             "label_window_days": self.window.num_days(),
             "rows": rows,
@@ -403,11 +586,7 @@ impl<'a> Gold<'a> {
             )));
         };
         let window = self.window;
-        let mut cuts: Vec<NaiveDateTime> = match cutoffs {
-            Cutoffs::Latest => vec![last - window],
-            Cutoffs::At(v) => v,
-            Cutoffs::Monthly => monthly(first, last - window),
-        };
+        let mut cuts = cutoffs.resolve(first, last, window);
         cuts.sort();
         cuts.dedup();
         if cuts.is_empty() {
@@ -429,45 +608,59 @@ impl<'a> Gold<'a> {
         Ok((named, last))
     }
 
-    /// The cutoffs of `held` (gold's cutoffs and their definitions) computed with another
-    /// feature definition than the current one (or before definitions were recorded).
-    fn other_definitions(
+    /// Which cutoffs to build: those asked for and those gold holds, except the ones gold holds
+    /// computed with the current feature definition from a silver version whose later changes
+    /// cannot reach them (every row added since falls after the end of their label window).
+    /// Held cutoffs of another definition are rebuilt (gold never mixes them); held cutoffs
+    /// written before source versions were recorded, and not asked for, are left as they are.
+    /// `full`: rebuild every one.
+    async fn plan_cutoffs(
         &self,
-        held: &BTreeMap<String, Option<String>>,
-    ) -> Result<Vec<(NaiveDateTime, String)>> {
+        requested: Vec<(NaiveDateTime, String)>,
+        origins: &BTreeMap<String, CutoffOrigin>,
+        full: bool,
+    ) -> Result<CutoffPlan> {
         let current = self.definition()?;
-        let mut out = Vec::new();
-        for (name, d) in held {
-            if d.as_deref() == Some(current.as_str()) {
-                continue;
+        let current = Some(current.as_str());
+        let mut all: BTreeMap<String, (NaiveDateTime, bool)> = requested
+            .into_iter()
+            .map(|(at, name)| (name, (at, true)))
+            .collect();
+        for name in origins.keys() {
+            if !all.contains_key(name) {
+                let at = NaiveDateTime::parse_from_str(name, CUTOFF_FORMAT).map_err(|e| {
+                    Error::InvalidData {
+                        table: self.id.to_string(),
+                        reason: format!("cutoff partition {name:?} is not {CUTOFF_FORMAT}: {e}"),
+                    }
+                })?;
+                all.insert(name.clone(), (at, false));
             }
-            let at = NaiveDateTime::parse_from_str(name, CUTOFF_FORMAT).map_err(|e| {
-                Error::InvalidData {
-                    table: self.id.to_string(),
-                    reason: format!("cutoff partition {name:?} is not {CUTOFF_FORMAT}: {e}"),
-                }
-            })?;
-            out.push((at, name.clone()));
         }
-        Ok(out)
-    }
-
-    /// True when gold reflects this silver version and holds every cutoff of `names`, each
-    /// computed with the current feature definition (a changed transform recomputes them all).
-    async fn up_to_date(
-        &self,
-        names: &[String],
-        held: &BTreeMap<String, Option<String>>,
-    ) -> Result<bool> {
-        let app_id = refresh_app_id(&self.silver_id);
-        if app_txn_version(&self.table, &self.id, &app_id).await? != self.silver_version as i64 {
-            return Ok(false);
+        let since = origins
+            .values()
+            .filter(|o| o.definition.as_deref() == current)
+            .filter_map(|o| o.source_version)
+            .min();
+        let changes = match since {
+            Some(v) if !full => SilverChanges::read(self, v).await?,
+            _ => SilverChanges::default(),
+        };
+        let mut plan = CutoffPlan::default();
+        for (name, (at, asked)) in all {
+            let origin = origins.get(&name);
+            let same = origin.is_some_and(|o| o.definition.as_deref() == current);
+            let source = origin.and_then(|o| o.source_version);
+            let kept =
+                !full && same && source.is_some_and(|v| changes.unaffected(v, at + self.window));
+            if kept {
+                plan.unchanged.push(name);
+            } else if full || asked || !same || source.is_some() {
+                plan.build.push((at, name));
+            }
         }
-        let current = self.definition()?;
-        Ok(names.iter().all(|n| {
-            held.get(n)
-                .is_some_and(|d| d.as_deref() == Some(current.as_str()))
-        }))
+        plan.build.sort();
+        Ok(plan)
     }
 
     /// Writes every cutoff's rows into new files held by `staging` (nothing is committed):
@@ -487,12 +680,98 @@ impl<'a> Gold<'a> {
                 Transform::parse(&self.sql_at(c, &(*c + self.window))?, self.file(), SOURCE)?
                     .plan(&self.ctx, &self.id, true)
                     .await?;
+            let started = std::time::Instant::now();
             let (r, p) = write_plan(&self.ctx, plan, target, &schema, name, staging).await?;
+            tracing::debug!(table = %self.id, cutoff = %name, rows = r, positives = p,
+                seconds = started.elapsed().as_secs_f64(), "cutoff written");
             rows += r;
             positives += p;
         }
         Ok((rows, positives))
     }
+}
+
+/// The cutoffs one refresh builds, and those it keeps as they are.
+#[derive(Debug, Default)]
+struct CutoffPlan {
+    /// Cutoffs to (re)build, in order.
+    build: Vec<(NaiveDateTime, String)>,
+    /// Cutoffs asked for that gold holds as the current silver makes them.
+    unchanged: Vec<String>,
+}
+
+/// What each silver commit after some version did to the rows gold reads.
+#[derive(Debug, Default)]
+struct SilverChanges {
+    /// Per version: `None` when the commit may have changed any row (a removal, a schema change,
+    /// an added file without statistics, a commit no longer in the log); else the earliest
+    /// `InvoiceDate` of the rows it added (`NaiveDateTime::MAX` when it added none).
+    commits: Vec<(u64, Option<NaiveDateTime>)>,
+}
+
+impl SilverChanges {
+    /// The data changes of silver's commits after `since`, up to the version gold reads.
+    async fn read(gold: &Gold<'_>, since: u64) -> Result<Self> {
+        let commits = log::read_commits(
+            &gold.silver_log,
+            &gold.silver_id,
+            since + 1,
+            gold.silver_version,
+        )
+        .await?;
+        Ok(Self {
+            commits: commits
+                .into_iter()
+                .map(|(v, c)| (v, c.as_ref().and_then(earliest_added)))
+                .collect(),
+        })
+    }
+
+    /// True when no commit after `since` can change rows at or before `until`.
+    fn unaffected(&self, since: u64, until: NaiveDateTime) -> bool {
+        self.commits
+            .iter()
+            .filter(|(v, _)| *v > since)
+            .all(|(_, earliest)| earliest.is_some_and(|t| t > until))
+    }
+}
+
+/// The earliest `InvoiceDate` among the rows a commit added (`NaiveDateTime::MAX`: none), or
+/// `None` when the commit may have changed rows another way (see [`SilverChanges`]).
+fn earliest_added(commit: &log::Commit) -> Option<NaiveDateTime> {
+    use deltalake::kernel::Action;
+    let mut earliest = NaiveDateTime::MAX;
+    for action in commit.actions() {
+        match action {
+            Action::Remove(r) if r.data_change => return None,
+            Action::Metadata(_) => return None,
+            Action::Add(a) if a.data_change => {
+                let stats: serde_json::Value = serde_json::from_str(a.stats.as_deref()?).ok()?;
+                if stats["numRecords"].as_u64() == Some(0) {
+                    continue;
+                }
+                let min = parse_stat_time(stats["minValues"][INVOICE_DATE].as_str()?)?;
+                earliest = earliest.min(min);
+            }
+            _ => {}
+        }
+    }
+    commit
+        .entries
+        .iter()
+        .all(|e| matches!(e, log::Entry::Action(_)))
+        .then_some(earliest)
+}
+
+/// The column whose date says which cutoffs a silver row can reach.
+const INVOICE_DATE: &str = "InvoiceDate";
+
+/// A timestamp as Delta statistics write it ('2011-12-09 12:50:00', '2011-12-09T12:50:00.000Z').
+fn parse_stat_time(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim_end_matches('Z');
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
 }
 
 /// A gold transform: `CREATE [OR REPLACE] [TEMPORARY] VIEW name AS ...;` statements, then the

@@ -198,9 +198,23 @@ impl Target {
         key: &str,
         metadata: serde_json::Value,
     ) -> Result<Committed> {
+        let started = std::time::Instant::now();
         let committed = self.commit_files(&adds, &change, &txn, key, metadata).await;
         if !matches!(committed, Ok(Committed::Version(_))) {
             self.discard(&adds).await;
+        }
+        match &committed {
+            Ok(Committed::Version(v)) => tracing::info!(
+                table = %self.id, version = v, files = adds.len(), app_id = txn.app_id,
+                seconds = started.elapsed().as_secs_f64(), "committed"
+            ),
+            Ok(Committed::AlreadyThere) => tracing::info!(
+                table = %self.id, app_id = txn.app_id, txn_version = txn.version,
+                "already committed by an earlier run; files discarded"
+            ),
+            Err(e) => {
+                tracing::warn!(table = %self.id, error = %e, "commit failed; files discarded")
+            }
         }
         let committed = committed?;
         if let Committed::Version(_) = committed {
