@@ -76,6 +76,8 @@ fn source_lines(batch: &RecordBatch, into: &mut Vec<i64>) {
 
 /// Feeds `text` to the drop reader (the path `lake append` takes), the first byte of `data`
 /// choosing the lzop block size (so records and the header straddle blocks), the rest being text.
+// The closure returns berserkr's own `Result`, whose error type is the library's to size.
+#[allow(clippy::result_large_err)]
 pub fn read_text(data: &[u8], format: DropFormat) -> Option<(Vec<u8>, DropRead)> {
     let (&b, text) = data.split_first()?;
     let block = 1 + usize::from(b) * 9;
