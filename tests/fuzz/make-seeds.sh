@@ -59,7 +59,11 @@ seed() { { printf "\\x$1"; cat; } >"$2"; }
 seed 07 "$c/csv/rows.csv" <"$tmp/rows.csv"
 seed 00 "$c/csv/rows-1-byte-blocks.csv" < <(head -n 3 "$tmp/rows.csv")
 seed 30 "$c/csv/quoting-crlf-bom.csv" < <(printf '\xef\xbb\xbfInvoiceNo,Description,Quantity,Extra\r\n1,"A, ""B""",2,x\r\n2,"multi\nline",3,\r\n3,bad"quote,4,y\n4,"open,5\n\n5,"x"y,6,z\n6,short\n')
+# Byte 0 = 0xff: the text repeated past the reader's 2 MiB chunk (a quoted newline and an
+# unterminated quote in the repeated text, so chunk cuts meet both).
+seed ff "$c/csv/big-repeated.csv" < <(head -n 4 "$tmp/rows.csv"; printf '536366,22633,"HAND WARMER\nUNION JACK",6,2010-12-01 08:28:00,1.85,17850.0,United Kingdom\n536367,"open\n')
 seed 07 "$c/json/rows.jsonl" <"$tmp/rows.jsonl"
+seed ff "$c/json/big-repeated.jsonl" < <(head -n 3 "$tmp/rows.jsonl"; printf '{"InvoiceNo":"x\n')
 seed 02 "$c/json/edge-cases.jsonl" < <(printf '{"InvoiceNo":"1","Quantity":2.50,"Extra":[1,{"a":null}]}\r\n\n  \n[1,2]\n{"InvoiceNo":"\\u00e9\\ud83d\\ude00","CustomerID":null}\n{"InvoiceNo":1,"InvoiceNo":2}\n{"bad": \n\xff\xfe\n{"Quantity":"\\ud800"}\n')
 
 # config: the documented S3 example, a minimal one and a broken one.

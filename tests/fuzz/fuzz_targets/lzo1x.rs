@@ -9,6 +9,12 @@
 use berserkr::lzo::lzo1x::decompress;
 use libfuzzer_sys::fuzz_target;
 
+thread_local! {
+    /// lzokay-native's match tables, allocated once (a fresh one per input would dominate the run).
+    static DICT: std::cell::RefCell<lzokay_native::Dict> =
+        std::cell::RefCell::new(lzokay_native::Dict::new());
+}
+
 fuzz_target!(|data: &[u8]| {
     if let [a, b, stream @ ..] = data {
         let mut out = vec![0u8; usize::from(u16::from_le_bytes([*a, *b]))];
@@ -19,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
         return;
     }
-    let packed = lzokay_native::compress(data).expect("lzokay-native compresses any input");
+    let packed = DICT
+        .with_borrow_mut(|dict| lzokay_native::compress_with_dict(data, dict))
+        .expect("lzokay-native compresses any input");
     let mut back = vec![0u8; data.len()];
     decompress(&packed, &mut back).expect("decoding lzokay-native's stream");
     assert!(back == data, "round trip changed the data");

@@ -74,14 +74,28 @@ fn source_lines(batch: &RecordBatch, into: &mut Vec<i64>) {
     into.extend(col.values().iter().copied());
 }
 
-/// Feeds `text` to the drop reader (the path `lake append` takes), the first byte of `data`
-/// choosing the lzop block size (so records and the header straddle blocks), the rest being text.
+/// Size of the text of a "big" input (byte 0 = 0xff): past the drop reader's 2 MiB chunk.
+const BIG_TEXT: usize = 2 * 1024 * 1024 + 256 * 1024;
+
+/// Feeds text to the drop reader (the path `lake append` takes): byte 0 of `data` chooses the
+/// lzop block size, 1 + 9 × byte (so records and the header straddle blocks), the rest is the
+/// text; byte 0 = 0xff repeats the text to 2.25 MiB in 64 KiB blocks. Returns the text read.
 // The closure returns berserkr's own `Result`, whose error type is the library's to size.
 #[allow(clippy::result_large_err)]
 pub fn read_text(data: &[u8], format: DropFormat) -> Option<(Vec<u8>, DropRead)> {
     let (&b, text) = data.split_first()?;
-    let block = 1 + usize::from(b) * 9;
-    let lzop = lzop_stored(text, block);
+    let (text, block) = if b == 0xff && !text.is_empty() {
+        // The text repeated past the drop reader's 2 MiB chunk, so the chunk cut (quote parity,
+        // resynchronisation on an unterminated quote) and the line numbering across chunks run.
+        let mut big = Vec::with_capacity(BIG_TEXT + text.len());
+        while big.len() < BIG_TEXT {
+            big.extend_from_slice(text);
+        }
+        (big, 64 * 1024)
+    } else {
+        (text.to_vec(), 1 + usize::from(b) * 9)
+    };
+    let lzop = lzop_stored(&text, block);
     let meta = DropMeta {
         file: "fuzz.lzo".into(),
         sha256: "0".repeat(64),
@@ -97,7 +111,7 @@ pub fn read_text(data: &[u8], format: DropFormat) -> Option<(Vec<u8>, DropRead)>
         Ok(())
     });
     Some((
-        text.to_vec(),
+        text,
         DropRead {
             result,
             row_lines,
