@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use berserkr::Catalog;
 use berserkr::ingest::{DropFormat, DropLayout, DropMeta, DropStats, read_drop};
 use deltalake::arrow::array::{Array, Int64Array};
-use deltalake::arrow::record_batch::RecordBatch;
+pub use deltalake::arrow::record_batch::RecordBatch;
 
 /// `data` as an lzop member of stored (uncompressed) blocks of `block` bytes, without checksums:
 /// the container lzop itself writes for incompressible data.
@@ -60,6 +60,8 @@ pub struct DropRead {
     pub row_lines: Vec<i64>,
     /// `_source_line` of each reject, in order.
     pub reject_lines: Vec<i64>,
+    /// The bronze rows, chunk by chunk.
+    pub rows: Vec<RecordBatch>,
 }
 
 fn source_lines(batch: &RecordBatch, into: &mut Vec<i64>) {
@@ -103,8 +105,10 @@ pub fn read_text(data: &[u8], format: DropFormat) -> Option<(Vec<u8>, DropRead)>
     };
     let mut row_lines = Vec::new();
     let mut reject_lines = Vec::new();
+    let mut rows = Vec::new();
     let result = read_drop(&lzop[..], &meta, layout(), Some(format), |chunk| {
         source_lines(&chunk.rows, &mut row_lines);
+        rows.push(chunk.rows);
         if let Some(r) = &chunk.rejects {
             source_lines(r, &mut reject_lines);
         }
@@ -116,6 +120,7 @@ pub fn read_text(data: &[u8], format: DropFormat) -> Option<(Vec<u8>, DropRead)>
             result,
             row_lines,
             reject_lines,
+            rows,
         },
     ))
 }
@@ -155,4 +160,51 @@ pub fn check_lines(text: &[u8], read: &DropRead, stats: &DropStats) {
             "line {first}..{last} of {lines}"
         );
     }
+}
+
+/// The records of `text` as csv-core (the `csv` crate's parser, independent of berserkr's) reads
+/// them, header first: each a list of fields.
+pub fn csv_core_records(text: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    use csv_core::{ReadRecordResult, Reader};
+    let mut reader = Reader::new();
+    let mut out = vec![0u8; text.len() + 1];
+    let mut ends = vec![0usize; text.len() + 2];
+    let mut input = text;
+    let mut records = Vec::new();
+    loop {
+        let (res, nin, _, nend) = reader.read_record(input, &mut out, &mut ends);
+        input = &input[nin..];
+        match res {
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::Record => {
+                let mut start = 0;
+                let fields = ends[..nend]
+                    .iter()
+                    .map(|&end| {
+                        let f = out[start..end].to_vec();
+                        start = end;
+                        f
+                    })
+                    .collect();
+                records.push(fields);
+            }
+            ReadRecordResult::End => return records,
+            r => panic!("csv-core output buffers too small: {r:?}"),
+        }
+    }
+}
+
+/// The values of column `name` over all `rows`, in order (None for null).
+pub fn column_values(rows: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    use deltalake::arrow::array::StringArray;
+    let mut values = Vec::new();
+    for b in rows {
+        let col = b.column_by_name(name).expect("a column of the table");
+        let col = col
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("bronze source columns are strings");
+        values.extend(col.iter().map(|v| v.map(str::to_string)));
+    }
+    values
 }
