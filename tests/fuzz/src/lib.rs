@@ -171,14 +171,20 @@ pub fn csv_core_records(text: &[u8]) -> Vec<Vec<Vec<u8>>> {
     let mut ends = vec![0usize; text.len() + 2];
     let mut input = text;
     let mut records = Vec::new();
+    // A record may take several calls (the last one ends at end of input): each call writes
+    // after what the previous ones wrote; field ends count from the record's start.
+    let (mut outlen, mut endlen) = (0, 0);
     loop {
-        let (res, nin, _, nend) = reader.read_record(input, &mut out, &mut ends);
+        let (res, nin, nout, nend) =
+            reader.read_record(input, &mut out[outlen..], &mut ends[endlen..]);
         input = &input[nin..];
+        outlen += nout;
+        endlen += nend;
         match res {
             ReadRecordResult::InputEmpty => {}
             ReadRecordResult::Record => {
                 let mut start = 0;
-                let fields = ends[..nend]
+                let fields = ends[..std::mem::take(&mut endlen)]
                     .iter()
                     .map(|&end| {
                         let f = out[start..end].to_vec();
@@ -187,6 +193,7 @@ pub fn csv_core_records(text: &[u8]) -> Vec<Vec<Vec<u8>>> {
                     })
                     .collect();
                 records.push(fields);
+                outlen = 0;
             }
             ReadRecordResult::End => return records,
             r => panic!("csv-core output buffers too small: {r:?}"),
