@@ -8,7 +8,7 @@
 # libFuzzer comes from libfuzzer-sys (built from its C++ sources with the system's g++); the
 # coverage instrumentation is stable rustc's SanitizerCoverage pass, added by rustc-wrapper.sh to
 # berserkr and the targets only. Corpora grow in out/corpus/TARGET (seeded from corpus/TARGET),
-# crashes and hangs are kept in out/artifacts/TARGET, logs in out/logs. Exits 1 when any target
+# crashes and hangs are kept in out/artifacts/TARGET, logs in out/logs, the table in out/summary.txt. Exits 1 when any target
 # found a crash or a hang, printing the inputs (each becomes a regression test in berserkr).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -66,7 +66,8 @@ for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed+=("${names[$i]}")
 done
 
-printf '\n%-8s %12s %10s %8s %8s %8s  %s\n' target executions exec/s edges features corpus result
+{
+printf '%-8s %12s %10s %8s %8s %8s  %s\n' target executions exec/s edges features corpus result
 for t in $targets; do
   log="$out/logs/$t.log"
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -81,6 +82,9 @@ for t in $targets; do
   fi
   printf '%-8s %12s %10s %8s %8s %8s  %s\n' "$t" "${execs:--}" "${rate:--}" "$cov" "$ft" "$corp" "$result"
 done
+} >"$out/summary.txt"
+echo
+cat "$out/summary.txt"
 if [ "$status" != 0 ]; then
   echo "fuzz: crashes or hangs found; inputs in $out/artifacts (reproduce: $bin/fuzz_TARGET FILE)" >&2
 fi
