@@ -13,7 +13,7 @@ BERSERKR    = ./target/release/berserkr
 BENCH_PROFILE ?= dist
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo demo-s3 test bench build deps py-deps lint fmt clean
+.PHONY: demo demo-s3 test bench fuzz build deps py-deps lint fmt clean
 
 ## System packages the tests and the demo need (Debian): lzop, to make and check drops; a Java
 ## runtime for JPMML, the independent PMML evaluator the export is checked against (and for
@@ -73,6 +73,12 @@ fmt:
 bench: deps
 	$(CARGO) build --profile $(BENCH_PROFILE) --locked --bin berserkr
 	BIN=./target/$(BENCH_PROFILE)/berserkr bash examples/bench/run.sh
+
+## libFuzzer on the parsers (lzop container, LZO1X, CSV and JSON-lines drops, berserkr.toml),
+## FUZZ_SECONDS per target; fails when a target finds a crash or a hang (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 clean:
 	rm -rf $(LAKE) $(MODEL) bench-out
