@@ -331,8 +331,8 @@ fn parse_location(location: &str) -> Result<Url> {
 
 /// Where a cutoff partition of gold came from: the feature definition and the source (silver)
 /// version it was computed with, as recorded under [`GOLD_COMMIT_KEY`] by the newest commit at
-/// or before the snapshot that wrote it (`None`: written before these were recorded, or its
-/// commit is no longer in the log).
+/// or before the snapshot that wrote it or checked it unchanged (`None`: written before these
+/// were recorded, or its commit is no longer in the log).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CutoffOrigin {
     /// Digest of the feature definition (see [`crate::catalog::Catalog::definition`]).
@@ -376,18 +376,16 @@ pub async fn cutoff_origins(
             .into_iter()
             .rev()
         {
-            let Some(info) = commit
-                .as_ref()
-                .and_then(|c| c.info())
-                .and_then(|i| i.info.get(GOLD_COMMIT_KEY))
-            else {
+            let Some(info) = commit.as_ref().and_then(|c| c.info()).and_then(gold_record) else {
                 continue;
             };
             let origin = CutoffOrigin {
                 definition: info["definition"].as_str().map(str::to_string),
                 source_version: info["source_version"].as_u64(),
             };
-            for c in info["cutoffs"].as_array().into_iter().flatten() {
+            // The cutoffs it wrote, and those it checked to be what that version makes.
+            let listed = ["cutoffs", "unchanged"].map(|k| info[k].as_array());
+            for c in listed.into_iter().flatten().flatten() {
                 if let Some(slot) = c.as_str().and_then(|c| out.get_mut(c))
                     && slot.is_none()
                 {
@@ -407,6 +405,20 @@ pub async fn cutoff_origins(
         .collect())
 }
 
+/// What a commit recorded under [`GOLD_COMMIT_KEY`]: a key of the commit info (berserkr's
+/// commits), or of the JSON object in its `userMetadata` (writers that cannot add keys to the
+/// commit info, such as delta-spark's `userMetadata` option: `examples/spark/`).
+fn gold_record(
+    info: &deltalake::kernel::CommitInfo,
+) -> Option<std::borrow::Cow<'_, serde_json::Value>> {
+    use std::borrow::Cow;
+    if let Some(v) = info.info.get(GOLD_COMMIT_KEY) {
+        return Some(Cow::Borrowed(v));
+    }
+    let mut user: serde_json::Value = serde_json::from_str(info.user_metadata.as_deref()?).ok()?;
+    Some(Cow::Owned(user.get_mut(GOLD_COMMIT_KEY)?.take()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +435,36 @@ mod tests {
         let s = Lakehouse::open("s3://bucket/pre").unwrap();
         assert_eq!(s.root().as_str(), "s3://bucket/pre/");
         assert!(Lakehouse::open("ftp://x/y").is_err());
+    }
+
+    /// Gold's record is read from the commit info's own key, else from `userMetadata` (what
+    /// delta-spark can write); the commit info's key wins, other metadata is no record.
+    #[test]
+    fn gold_records_come_from_the_commit_info_or_its_user_metadata() {
+        use deltalake::kernel::CommitInfo;
+        let record = serde_json::json!({"cutoffs": ["2011-09-01 00:00:00"], "definition": "d1"});
+        let spark = CommitInfo {
+            user_metadata: Some(serde_json::json!({ GOLD_COMMIT_KEY: record }).to_string()),
+            ..Default::default()
+        };
+        assert_eq!(gold_record(&spark).as_deref(), Some(&record));
+        let mut ours = spark.clone();
+        ours.info.insert(
+            GOLD_COMMIT_KEY.into(),
+            serde_json::json!({"definition": "d2"}),
+        );
+        assert_eq!(gold_record(&ours).unwrap()["definition"], "d2");
+        for other in [
+            Some("not json".to_string()),
+            Some("{}".into()),
+            Some("[1]".into()),
+            None,
+        ] {
+            let info = CommitInfo {
+                user_metadata: other,
+                ..Default::default()
+            };
+            assert!(gold_record(&info).is_none());
+        }
     }
 }
