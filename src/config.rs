@@ -243,7 +243,7 @@ impl Config {
                 encoding,
             });
         }
-        sources.sort_by(|a, b| b.url_prefix.len().cmp(&a.url_prefix.len()));
+        sources.sort_by_key(|r| std::cmp::Reverse(r.url_prefix.len()));
         Ok(Self {
             lake: raw.lake,
             storage,
