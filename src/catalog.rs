@@ -189,7 +189,20 @@ pub struct ColumnSpec {
     /// Parquet encoding of the values that are not dictionary-encoded (default: plain).
     #[serde(default)]
     pub encoding: ValueEncoding,
+    /// Source columns: other header names (CSV) or keys (JSON lines) that fill this column, such
+    /// as `Invoice` for `InvoiceNo` in the Online Retail II export. Recorded in the column's
+    /// Delta metadata under [`ALIASES_KEY`].
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Source columns: a CSV drop whose header names neither the column nor an alias is refused
+    /// at append (the tables built from it could not use its rows).
+    #[serde(default)]
+    pub required: bool,
 }
+
+/// The key of a column's Delta metadata that lists its [`ColumnSpec::aliases`] (a JSON array of
+/// strings).
+pub const ALIASES_KEY: &str = "berserkr.aliases";
 
 /// How Parquet files encode a column's values outside a dictionary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -209,14 +222,32 @@ fn yes() -> bool {
 }
 
 impl ColumnSpec {
-    /// The Delta field.
+    /// The Delta field (with its aliases in its metadata, when it has any).
     pub fn delta_field(&self) -> StructField {
-        StructField::new(self.name.clone(), self.ty.delta(), self.nullable)
+        let field = StructField::new(self.name.clone(), self.ty.delta(), self.nullable);
+        if self.aliases.is_empty() {
+            return field;
+        }
+        field.with_metadata([(
+            ALIASES_KEY.to_string(),
+            deltalake::kernel::MetadataValue::Other(serde_json::json!(self.aliases)),
+        )])
     }
 
-    /// The Arrow field.
+    /// The Arrow field, with the metadata delta-rs gives the Delta field's (so batches built
+    /// on it have the schema the table's writers expect).
     pub fn arrow_field(&self) -> ArrowField {
-        ArrowField::new(self.name.clone(), self.ty.arrow(), self.nullable)
+        let field = ArrowField::new(self.name.clone(), self.ty.arrow(), self.nullable);
+        if self.aliases.is_empty() {
+            return field;
+        }
+        field.with_metadata(
+            [(
+                ALIASES_KEY.to_string(),
+                serde_json::json!(self.aliases).to_string(),
+            )]
+            .into(),
+        )
     }
 }
 
@@ -389,6 +420,14 @@ pub enum MigrationOp {
         /// SQL boolean expression.
         expr: String,
     },
+    /// Set keys of one column's Delta metadata (other keys are kept; `delta.*` keys are
+    /// Delta's own and refused).
+    SetColumnMetadata {
+        /// The column.
+        column: String,
+        /// Keys and their JSON values.
+        metadata: BTreeMap<String, serde_json::Value>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -396,6 +435,38 @@ struct MigrationFile {
     table: String,
     #[serde(flatten)]
     op: MigrationOp,
+}
+
+/// Aliases and `required` are for source columns only, and every header name (a column's name
+/// or alias) fills exactly one column.
+fn check_source_names(spec: &TableSpec) -> std::result::Result<(), String> {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    for c in &spec.columns {
+        if c.role != ColumnRole::Source {
+            if !c.aliases.is_empty() || c.required {
+                return Err(format!(
+                    "column {}: aliases and required are for columns with role = \"source\"",
+                    c.name
+                ));
+            }
+            continue;
+        }
+        for n in std::iter::once(&c.name).chain(&c.aliases) {
+            if n.trim() != n || n.is_empty() {
+                return Err(format!(
+                    "column {}: alias {n:?} is empty or has surrounding spaces (header names are trimmed)",
+                    c.name
+                ));
+            }
+            if let Some(other) = names.insert(n, &c.name) {
+                return Err(format!(
+                    "header name {n:?} would fill both {other} and {}",
+                    c.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every table declaration and migration this build knows.
@@ -454,6 +525,7 @@ impl Catalog {
                         c.name
                     )));
                 }
+                check_source_names(&spec).map_err(bad)?;
                 if let Some(c) = &spec.dedupe_bounded_by {
                     // Rows whose bounding value is NULL would fall outside every range.
                     if !spec.dedupe || !spec.columns.iter().any(|x| &x.name == c && !x.nullable) {
@@ -553,6 +625,73 @@ mod tests {
         assert_eq!(bronze.columns_with(ColumnRole::Source).count(), 8);
         assert!(!c.migrations().is_empty());
         assert!(c.migrations().windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    #[test]
+    fn aliases_fill_one_column_each_and_only_source_columns() {
+        let table = |extra: &str| {
+            format!(
+                "layer = \"bronze\"\nname = \"t\"\ndescription = \"t\"\n\
+                 [[columns]]\nname = \"A\"\ntype = \"string\"\nrole = \"source\"\naliases = [\"Alpha\"]\n\
+                 [[columns]]\nname = \"B\"\ntype = \"string\"\n{extra}\n"
+            )
+        };
+        assert!(Catalog::from_files([("tables/bronze/t.toml", table("").as_str())]).is_ok());
+        for (extra, why) in [
+            (
+                "role = \"source\"\naliases = [\"Alpha\"]",
+                "would fill both A and B",
+            ),
+            (
+                "role = \"source\"\naliases = [\"A\"]",
+                "would fill both A and B",
+            ),
+            (
+                "role = \"source\"\naliases = [\" Beta\"]",
+                "surrounding spaces",
+            ),
+            ("aliases = [\"Beta\"]", "role = \"source\""),
+            ("required = true", "role = \"source\""),
+        ] {
+            let e = Catalog::from_files([("tables/bronze/t.toml", table(extra).as_str())])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn bronze_columns_silver_fails_without_are_required() {
+        // A drop without a column that a `fail` expectation of silver needs would land rows that
+        // stop every refresh: such columns must be declared required, so append refuses it.
+        let c = Catalog::embedded().unwrap();
+        let bronze = c.table(&BRONZE.parse().unwrap()).unwrap();
+        for silver in c.tables().filter(|t| t.source.as_deref() == Some(BRONZE)) {
+            for e in silver
+                .expectations
+                .iter()
+                .filter(|e| e.action == ExpectationAction::Fail)
+            {
+                for (_, col) in bronze.columns_with(ColumnRole::Source) {
+                    if e.expr.contains(col.name.as_str()) {
+                        assert!(
+                            col.required,
+                            "{} is needed by {}'s expectation {} but not required",
+                            col.name,
+                            silver.id(),
+                            e.name
+                        );
+                    }
+                }
+            }
+        }
+        let required: Vec<_> = bronze
+            .columns
+            .iter()
+            .filter(|c| c.required)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(required.contains(&"InvoiceNo") && required.contains(&"StockCode"));
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use deltalake::DeltaTable;
-use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{MetadataValue, Transaction};
 use serde::Serialize;
 use serde_json::json;
 
@@ -179,6 +179,30 @@ async fn apply_one(table: DeltaTable, m: &Migration) -> Result<DeltaTable> {
             table
                 .add_constraint()
                 .with_constraint(name.clone(), expr.clone())
+                .with_commit_properties(props)
+                .await
+        }
+        MigrationOp::SetColumnMetadata { column, metadata } => {
+            if let Some(k) = metadata.keys().find(|k| k.starts_with("delta.")) {
+                return Err(fail(format!(
+                    "metadata key {k} is Delta's own: a migration may not set it"
+                )));
+            }
+            let metadata = metadata
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => MetadataValue::String(s.clone()),
+                        serde_json::Value::Bool(b) => MetadataValue::Boolean(*b),
+                        v => MetadataValue::Other(v.clone()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            table
+                .update_field_metadata()
+                .with_field_name(column)
+                .with_metadata(metadata)
                 .with_commit_properties(props)
                 .await
         }

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::catalog::{GOLD_FEATURES, TableId};
 use crate::error::{Error, Result, display_chain};
 use crate::lake::{Lakehouse, operation};
-use crate::ml::{Params, read_manifest};
+use crate::ml::{AUTO_MIN_LEAF, Params, read_manifest};
 use crate::ops::append::DropStatus;
 use crate::ops::gold::Cutoffs;
 
@@ -368,7 +368,7 @@ async fn train(lake: &Lakehouse, step: &TrainStep) -> Result<Outcome> {
     if let Ok(m) = read_manifest(&step.out).await
         && m.snapshot.table == id.to_string()
         && m.snapshot.version == version
-        && m.params == step.params
+        && same_params(&step.params, &m.params)
     {
         return Ok(Outcome {
             done: false,
@@ -392,6 +392,16 @@ async fn train(lake: &Lakehouse, step: &TrainStep) -> Result<Outcome> {
         failure: None,
         stop: false,
     })
+}
+
+/// True when a model trained with `recorded` (as its manifest holds them, an automatic minimum
+/// leaf resolved) is what `requested` would train on the same rows.
+fn same_params(requested: &Params, recorded: &Params) -> bool {
+    let mut recorded = recorded.clone();
+    if requested.min_leaf == AUTO_MIN_LEAF {
+        recorded.min_leaf = AUTO_MIN_LEAF;
+    }
+    &recorded == requested
 }
 
 async fn score(lake: &Lakehouse, model_dir: &std::path::Path) -> Result<Outcome> {

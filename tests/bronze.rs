@@ -60,6 +60,14 @@ async fn migrations_produce_exactly_the_declared_tables() {
             .map(|c| (c.name.clone(), c.ty.delta().to_string(), c.nullable))
             .collect();
         assert_eq!(got, want, "columns of {}", spec.id());
+        // Declared aliases are in the columns' Delta metadata, and only they.
+        for (f, c) in schema.fields().zip(&spec.columns) {
+            let recorded = f.metadata().get(berserkr::catalog::ALIASES_KEY).map(|v| {
+                serde_json::from_value::<Vec<String>>(serde_json::to_value(v).unwrap()).unwrap()
+            });
+            let declared = (!c.aliases.is_empty()).then(|| c.aliases.clone());
+            assert_eq!(recorded, declared, "aliases of {}.{}", spec.id(), c.name);
+        }
         assert_eq!(
             snap.metadata().partition_columns(),
             &spec.partition_by,

@@ -192,6 +192,11 @@ pub struct AppendArgs {
     /// Text format of the drops (default: from the name, else from the content).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
+    /// Text encoding of the drops, transcoded to UTF-8 as they are read: a WHATWG label such as
+    /// windows-1252 (latin1, cp1252), iso-8859-15, shift_jis [default: the config's
+    /// [sources."PREFIX"] encoding for the drop, else utf-8].
+    #[arg(long, value_parser = parse_encoding)]
+    encoding: Option<berserkr::config::TextEncoding>,
     /// Parquet writers per drop (default: one per core for drops over 16 MiB, else one).
     #[arg(long)]
     writers: Option<usize>,
@@ -212,6 +217,10 @@ pub enum EngineArg {
     Athena,
     /// DuckDB's delta extension.
     Duckdb,
+}
+
+fn parse_encoding(s: &str) -> Result<berserkr::config::TextEncoding, String> {
+    s.parse().map_err(|e: berserkr::Error| e.to_string())
 }
 
 /// Sizes such as `134217728`, `128MiB`, `128MB`, `1GiB`, `512k`.
@@ -652,6 +661,7 @@ async fn append(lake: Lakehouse, args: AppendArgs) -> anyhow::Result<u8> {
         .with_table(args.table)
         .with_keep_going(args.keep_going)
         .with_writers(args.writers)
+        .with_encoding(args.encoding)
         .with_format(args.format.map(|f| match f {
             FormatArg::Csv => DropFormat::Csv,
             FormatArg::Json => DropFormat::JsonLines,

@@ -26,8 +26,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "BERSERKR_LAKE")]
     lake: Option<String>,
 
-    /// Configuration file: `lake = "..."` and a `[storage]` table of object-store options
-    /// (aws_endpoint, aws_region, aws_access_key_id, ...) [default: ./berserkr.toml if present].
+    /// Configuration file: `lake = "..."`, a `[storage]` table of object-store options
+    /// (aws_endpoint, aws_region, aws_access_key_id, ...) and `[sources."PREFIX"]` tables
+    /// (`encoding = "windows-1252"`) [default: ./berserkr.toml if present].
     #[arg(long, global = true, env = "BERSERKR_CONFIG")]
     config: Option<std::path::PathBuf>,
 
@@ -108,7 +109,9 @@ fn open_lake(
         None => berserkr::Config::default(),
     };
     let location = lake.or(config.lake.as_deref()).unwrap_or("./lake");
-    Ok(berserkr::Lakehouse::open(location)?.with_storage_options(config.storage))
+    Ok(berserkr::Lakehouse::open(location)?
+        .with_storage_options(config.storage)
+        .with_sources(config.sources))
 }
 
 /// The error and its causes on one line, without the repeats delta-rs messages carry.

@@ -5,9 +5,11 @@
 //! quote and a wrong number of fields are all rejects, not guesses: bronze must hold what the
 //! drop said, and a lenient parser would silently change it.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{ChunkBuilder, DropLayout, MAX_RECORD_BYTES, ParseCtx};
+use crate::config::TextEncoding;
 use crate::error::Result;
 
 /// End (exclusive, after the newline) of the first record of `buf`, quote-aware. At end of
@@ -136,11 +138,21 @@ fn split_record(text: &[u8], mut p: usize, fields: &mut Vec<Field>) -> Result<(u
     }
 }
 
-/// Reads the header record: each name mapped to the table's source column of that name.
+/// A drop's header: what each field fills, and the columns filled through an alias.
+pub(super) struct Header {
+    /// For each field, its name and the source column it fills (None: rescued data).
+    pub fields: Vec<(String, Option<usize>)>,
+    /// Column → the header name that filled it, where that was an alias.
+    pub aliased: BTreeMap<String, String>,
+}
+
+/// Reads the header record (in the drop's `encoding`): each name mapped to the table's source
+/// column of that name or alias. Every required column must be named, and none twice.
 pub(super) fn parse_header(
     rec: &[u8],
     layout: &DropLayout,
-) -> Result<Vec<(String, Option<usize>)>, String> {
+    encoding: TextEncoding,
+) -> Result<Header, String> {
     let mut fields = Vec::new();
     split_record(rec, 0, &mut fields).map_err(|f| {
         format!(
@@ -153,11 +165,15 @@ pub(super) fn parse_header(
         )
     })?;
     let mut seen = HashMap::new();
+    let mut filled: HashMap<usize, (usize, String)> = HashMap::new();
     let mut header = Vec::with_capacity(fields.len());
+    let mut aliased = BTreeMap::new();
     for (i, f) in fields.iter().enumerate() {
         let raw = unescape(&rec[f.start..f.end], f.escaped);
-        let name = std::str::from_utf8(&raw)
-            .map_err(|_| format!("header field {} is not valid UTF-8", i + 1))?
+        let name = encoding
+            .encoding()
+            .decode_without_bom_handling_and_without_replacement(&raw)
+            .ok_or_else(|| format!("header field {} is not valid {encoding}", i + 1))?
             .trim()
             .to_string();
         if name.is_empty() {
@@ -170,20 +186,54 @@ pub(super) fn parse_header(
                 i + 1
             ));
         }
-        header.push((name.clone(), layout.source_index(&name)));
+        let col = layout.source_index(&name);
+        if let Some(c) = col {
+            if let Some((prev, prev_name)) = filled.insert(c, (i, name.clone())) {
+                return Err(format!(
+                    "header fields {} ({prev_name}) and {} ({name}) both fill column {}",
+                    prev + 1,
+                    i + 1,
+                    layout.source_name(c)
+                ));
+            }
+            if name != layout.source_name(c) {
+                aliased.insert(layout.source_name(c).to_string(), name.clone());
+            }
+        }
+        header.push((name, col));
     }
+    let names = || {
+        header
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if header.iter().all(|(_, c)| c.is_none()) {
         return Err(format!(
             "header ({}) shares no column with the table (expected {})",
-            header
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+            names(),
             layout.source_names().join(",")
         ));
     }
-    Ok(header)
+    let missing: Vec<String> = layout
+        .required()
+        .iter()
+        .filter(|c| !filled.contains_key(c))
+        .map(|&c| layout.described(c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "header ({}) lacks required column{} {}: its rows could not be typed into silver, so nothing of the drop was landed",
+            names(),
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", ")
+        ));
+    }
+    Ok(Header {
+        fields: header,
+        aliased,
+    })
 }
 
 fn unescape(raw: &[u8], escaped: bool) -> std::borrow::Cow<'_, [u8]> {
@@ -207,8 +257,16 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8]) -> Result<super::Parsed> 
     let missing: Vec<usize> = (0..ctx.layout.source_columns.len())
         .filter(|c| !header.iter().any(|(_, h)| *h == Some(*c)))
         .collect();
-    // Validate UTF-8 once for the whole chunk; fields split at ASCII bytes are then valid too.
-    let valid = std::str::from_utf8(text).ok();
+    // UTF-8: validate once for the whole chunk; fields split at ASCII bytes are then valid too.
+    // Another encoding: each field is transcoded (it is split at ASCII bytes, which are never
+    // part of a multi-byte character in the encodings accepted).
+    let encoding = ctx.encoding;
+    let valid = if encoding.is_utf8() {
+        std::str::from_utf8(text).ok()
+    } else {
+        None
+    };
+    let mut decoded: Vec<Cow<'_, str>> = Vec::with_capacity(header.len() + 1);
     let mut fields: Vec<Field> = Vec::with_capacity(header.len() + 1);
     let mut p = 0usize;
     let mut line = 0u64;
@@ -284,36 +342,56 @@ pub(super) fn parse_chunk(ctx: &ParseCtx, text: &[u8]) -> Result<super::Parsed> 
             );
             continue;
         }
-        // Validate every field before appending any, so a rejected row leaves no trace.
-        // '"' is ASCII, so the raw field (escapes included) is valid UTF-8 iff its value is.
-        let as_str = |f: &Field| -> Result<&str, std::str::Utf8Error> {
-            match valid.and_then(|t| t.get(f.start..f.end)) {
-                Some(s) => Ok(s),
-                None => std::str::from_utf8(&text[f.start..f.end]),
+        // Validate (or transcode) every field before appending any, so a rejected row leaves no
+        // trace. '"' is ASCII, so the raw field (escapes included) decodes iff its value does.
+        decoded.clear();
+        let mut bad = None;
+        for (i, f) in fields.iter().enumerate() {
+            let bytes = &text[f.start..f.end];
+            let value: Option<Cow<'_, str>> = if encoding.is_utf8() {
+                match valid.and_then(|t| t.get(f.start..f.end)) {
+                    Some(s) => Some(s.into()),
+                    None => match std::str::from_utf8(bytes) {
+                        Ok(s) => Some(s.into()),
+                        Err(e) => {
+                            bad = Some(format!(
+                                "invalid UTF-8 in field {} ({}) at byte {} of the field",
+                                i + 1,
+                                header[i].0,
+                                e.valid_up_to()
+                            ));
+                            None
+                        }
+                    },
+                }
+            } else {
+                let v = encoding
+                    .encoding()
+                    .decode_without_bom_handling_and_without_replacement(bytes);
+                if v.is_none() {
+                    bad = Some(format!(
+                        "invalid {encoding} in field {} ({})",
+                        i + 1,
+                        header[i].0
+                    ));
+                }
+                v
+            };
+            match value {
+                Some(v) => decoded.push(v),
+                None => break,
             }
-        };
-        if valid.is_none()
-            && let Some((i, e)) = fields
-                .iter()
-                .enumerate()
-                .find_map(|(i, f)| as_str(f).err().map(|e| (i, e)))
-        {
-            let reason = format!(
-                "invalid UTF-8 in field {} ({}) at byte {} of the field",
-                i + 1,
-                header[i].0,
-                e.valid_up_to()
-            );
+        }
+        if let Some(reason) = bad {
             b.reject(rec_line, reason, &text[start..raw_end]);
             continue;
         }
         let mut rescued: Option<serde_json::Map<String, serde_json::Value>> = None;
-        for (f, (name, col)) in fields.iter().zip(header) {
-            let raw = as_str(f).unwrap_or_default();
-            let value: std::borrow::Cow<'_, str> = if f.escaped {
+        for ((f, (name, col)), raw) in fields.iter().zip(header).zip(&decoded) {
+            let value: Cow<'_, str> = if f.escaped {
                 raw.replace("\"\"", "\"").into()
             } else {
-                raw.into()
+                Cow::Borrowed(raw.as_ref())
             };
             match col {
                 Some(c) => b.values[*c].append_value(&value),

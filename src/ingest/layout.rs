@@ -21,7 +21,12 @@ pub struct DropLayout {
     rejects_schema: SchemaRef,
     /// Source columns: (name, position in the bronze schema).
     pub(super) source_columns: Vec<(String, usize)>,
+    /// Header names and keys (column names and their aliases) → index among source columns.
     by_name: HashMap<String, usize>,
+    /// For each source column, its aliases.
+    aliases: Vec<Vec<String>>,
+    /// Indexes (among source columns) of the columns a CSV header must name.
+    required: Vec<usize>,
     bronze_roles: Vec<ColumnRole>,
     rejects_roles: Vec<ColumnRole>,
 }
@@ -60,24 +65,58 @@ impl DropLayout {
                 message: "has no column with role source".into(),
             });
         }
-        let by_name = source_columns
-            .iter()
-            .enumerate()
-            .map(|(k, (n, _))| (n.clone(), k))
+        let specs: Vec<_> = bronze
+            .columns_with(ColumnRole::Source)
+            .map(|(_, c)| c)
             .collect();
+        let mut by_name = HashMap::new();
+        for (k, c) in specs.iter().enumerate() {
+            for n in std::iter::once(&c.name).chain(&c.aliases) {
+                if by_name.insert(n.clone(), k).is_some() {
+                    return Err(Error::Catalog {
+                        file: format!("tables/{}.toml", bronze.id().path()),
+                        message: format!("header name {n:?} fills two columns"),
+                    });
+                }
+            }
+        }
+        let aliases = specs.iter().map(|c| c.aliases.clone()).collect();
+        let required = (0..specs.len()).filter(|&k| specs[k].required).collect();
         Ok(Self {
             bronze_schema: bronze.arrow_schema(),
             rejects_schema: rejects.arrow_schema(),
             source_columns,
             by_name,
+            aliases,
+            required,
             bronze_roles: bronze.columns.iter().map(|c| c.role).collect(),
             rejects_roles: rejects.columns.iter().map(|c| c.role).collect(),
         })
     }
 
-    /// Index (among source columns) of the column a header name or JSON key fills.
+    /// Index (among source columns) of the column a header name or JSON key (the column's
+    /// name or one of its aliases) fills.
     pub fn source_index(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
+    }
+
+    /// Name of the source column at `index` (among source columns).
+    pub fn source_name(&self, index: usize) -> &str {
+        &self.source_columns[index].0
+    }
+
+    /// The source column at `index` with its aliases, for messages: `UnitPrice (or Price)`.
+    pub(super) fn described(&self, index: usize) -> String {
+        let name = self.source_name(index);
+        match self.aliases[index].as_slice() {
+            [] => name.to_string(),
+            a => format!("{name} (or {})", a.join(" or ")),
+        }
+    }
+
+    /// Indexes (among source columns) of the columns a CSV header must name.
+    pub(super) fn required(&self) -> &[usize] {
+        &self.required
     }
 
     /// Names of the source columns, in table order.

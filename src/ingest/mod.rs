@@ -8,6 +8,13 @@
 //! Bronze keeps every field as the string written in the drop. A line that cannot be parsed
 //! (wrong field count, broken quoting, invalid UTF-8, invalid JSON) becomes a reject row with the
 //! reason and its raw bytes: nothing is dropped silently.
+//!
+//! Drops are UTF-8 unless another [`TextEncoding`] is declared: then each field (CSV) or line
+//! (JSON lines) is transcoded to UTF-8 as it is parsed (records are found in the raw bytes, whose
+//! separators, quotes and line ends are ASCII in every encoding accepted), and a rejected line
+//! keeps its original bytes. A UTF-8 byte order mark is skipped (and wins over a declared
+//! encoding, as in browsers); a UTF-16 one makes the drop unusable. A CSV header is matched to
+//! the table's columns by name or alias, and must name every required column.
 
 mod csv;
 mod json;
@@ -25,6 +32,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 pub use layout::DropLayout;
 pub use source::{DropSource, resolve_sources, sha256};
 
+use crate::config::TextEncoding;
 use crate::error::{Error, Result};
 use crate::lzo::LzopDecoder;
 
@@ -87,8 +95,8 @@ pub struct Chunk {
     pub bytes: u64,
 }
 
-/// Totals of one drop.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+/// Totals of one drop, and how it was read.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DropStats {
     /// Rows parsed.
     pub rows: u64,
@@ -98,6 +106,30 @@ pub struct DropStats {
     pub lines: u64,
     /// Decoded bytes.
     pub uncompressed_bytes: u64,
+    /// The text encoding the drop was read in (a UTF-8 byte order mark makes it UTF-8).
+    pub encoding: TextEncoding,
+    /// Whether the drop started with a UTF-8 byte order mark (skipped).
+    pub bom: bool,
+    /// CSV: the header's names, as the drop wrote them (trimmed, transcoded).
+    pub header: Option<Vec<String>>,
+    /// CSV: the columns filled through an alias, and the header name that did it (for example
+    /// `UnitPrice` ← `Price`).
+    pub aliased: std::collections::BTreeMap<String, String>,
+}
+
+impl DropStats {
+    fn new(encoding: TextEncoding) -> Self {
+        Self {
+            rows: 0,
+            rejects: 0,
+            lines: 0,
+            uncompressed_bytes: 0,
+            encoding,
+            bom: false,
+            header: None,
+            aliased: Default::default(),
+        }
+    }
 }
 
 /// What a parse job needs besides its bytes.
@@ -105,6 +137,19 @@ struct ParseCtx {
     layout: Arc<DropLayout>,
     /// CSV: for each header field, the source column it fills (None: goes to rescued data).
     header: Vec<(String, Option<usize>)>,
+    /// The drop's text encoding.
+    encoding: TextEncoding,
+}
+
+/// Byte order marks at the start of a drop: the UTF-8 one is skipped, UTF-16's are refused.
+fn byte_order_mark(buf: &[u8]) -> Option<(usize, Option<&'static str>)> {
+    if buf.starts_with(b"\xEF\xBB\xBF") {
+        Some((3, None))
+    } else if buf.starts_with(b"\xFF\xFE") || buf.starts_with(b"\xFE\xFF") {
+        Some((2, Some("UTF-16")))
+    } else {
+        None
+    }
 }
 
 /// A parse job's output: a chunk whose line numbers are relative to its first line.
@@ -127,21 +172,28 @@ struct Parsed {
 
 /// Reads a whole drop, handing parsed chunks to `emit` in file order.
 ///
+/// `encoding` is the drop's declared text encoding (a UTF-8 byte order mark overrides it).
+///
 /// Errors: the lzop stream is corrupt or truncated ([`Error::Lzo`]), the drop as a whole is
-/// unusable ([`Error::BadDrop`]: no usable header), or `emit` failed. Unparseable lines are not
-/// errors: they come back as rejects.
+/// unusable ([`Error::BadDrop`]: no usable header, a header without a required column, a UTF-16
+/// byte order mark), or `emit` failed. Unparseable lines are not errors: they come back as
+/// rejects.
 pub fn read_drop<R: Read>(
     reader: R,
     meta: &DropMeta,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
+    encoding: TextEncoding,
     mut emit: impl FnMut(Chunk) -> Result<()>,
 ) -> Result<DropStats> {
     let mut blocks = LzopDecoder::new(reader, meta.file.clone());
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 512 * 1024);
     let mut format = format;
     let mut ctx: Option<Arc<ParseCtx>> = None;
-    let mut stats = DropStats::default();
+    let mut stats = DropStats::new(encoding);
+    // Whether the drop's first bytes were looked at for a byte order mark.
+    let mut started = false;
+    let mut header_seen: Option<(Vec<String>, std::collections::BTreeMap<String, String>)> = None;
     // Physical line number of buf[0] (1-based).
     let mut line: u64 = 1;
     let mut in_flight: VecDeque<Receiver<JobResult>> = VecDeque::new();
@@ -180,39 +232,57 @@ pub fn read_drop<R: Read>(
             }
             None => eof = true,
         }
+        if !started {
+            // The first bytes: a byte order mark (the first block is whole, unless the drop is
+            // shorter than a mark).
+            if buf.len() < 3 && !eof {
+                continue;
+            }
+            match byte_order_mark(&buf) {
+                Some((_, Some(other))) => {
+                    return Err(Error::BadDrop {
+                        file: meta.file.clone(),
+                        message: format!(
+                            "starts with a {other} byte order mark: drops must be in an ASCII-compatible encoding (UTF-8, windows-1252, ...); re-encode it as UTF-8"
+                        ),
+                    });
+                }
+                Some((len, None)) => {
+                    buf.drain(..len);
+                    stats.bom = true;
+                    stats.encoding = TextEncoding::UTF_8;
+                }
+                None => {}
+            }
+            started = true;
+        }
         let fmt = *format.get_or_insert_with(|| DropFormat::sniff(&buf));
         if ctx.is_none() {
             let (header, consumed) = match fmt {
                 DropFormat::JsonLines => (Vec::new(), 0),
-                DropFormat::Csv => {
-                    // Skip a UTF-8 byte order mark before the header.
-                    let bom = if buf.starts_with(b"\xEF\xBB\xBF") {
-                        3
-                    } else {
-                        0
-                    };
-                    match csv::record_end(&buf[bom..], eof) {
-                        Some(end) => {
-                            let h = csv::parse_header(&buf[bom..bom + end], layout).map_err(
-                                |message| Error::BadDrop {
-                                    file: meta.file.clone(),
-                                    message,
-                                },
-                            )?;
-                            (h, bom + end)
-                        }
-                        None if eof => (Vec::new(), buf.len()),
-                        None if buf.len() > MAX_RECORD_BYTES => {
-                            return Err(Error::BadDrop {
+                DropFormat::Csv => match csv::record_end(&buf, eof) {
+                    Some(end) => {
+                        let h = csv::parse_header(&buf[..end], layout, stats.encoding).map_err(
+                            |message| Error::BadDrop {
                                 file: meta.file.clone(),
-                                message: format!(
-                                    "no end of the header line in the first {MAX_RECORD_BYTES} bytes"
-                                ),
-                            });
-                        }
-                        None => continue,
+                                message,
+                            },
+                        )?;
+                        header_seen =
+                            Some((h.fields.iter().map(|(n, _)| n.clone()).collect(), h.aliased));
+                        (h.fields, end)
                     }
-                }
+                    None if eof => (Vec::new(), buf.len()),
+                    None if buf.len() > MAX_RECORD_BYTES => {
+                        return Err(Error::BadDrop {
+                            file: meta.file.clone(),
+                            message: format!(
+                                "no end of the header line in the first {MAX_RECORD_BYTES} bytes"
+                            ),
+                        });
+                    }
+                    None => continue,
+                },
             };
             line += memchr::memchr_iter(b'\n', &buf[..consumed]).count() as u64;
             next_line = line;
@@ -220,6 +290,7 @@ pub fn read_drop<R: Read>(
             ctx = Some(Arc::new(ParseCtx {
                 layout: layout.clone(),
                 header,
+                encoding: stats.encoding,
             }));
         }
         let ctx = ctx.as_ref().expect("set above");
@@ -257,6 +328,10 @@ pub fn read_drop<R: Read>(
     drain(&mut in_flight, &mut stats, &mut next_line, 0)?;
     stats.lines = next_line.max(1) - 1 + u64::from(last_byte.is_some_and(|b| b != b'\n'));
     stats.uncompressed_bytes = blocks.uncompressed_bytes();
+    if let Some((names, aliased)) = header_seen {
+        stats.header = Some(names);
+        stats.aliased = aliased;
+    }
     Ok(stats)
 }
 

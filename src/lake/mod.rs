@@ -79,6 +79,7 @@ pub struct Lakehouse {
     root: Url,
     storage_options: StorageOptions,
     catalog: Arc<Catalog>,
+    sources: Arc<Vec<crate::config::SourceRule>>,
 }
 
 impl Lakehouse {
@@ -90,6 +91,7 @@ impl Lakehouse {
             root: parse_location(location)?,
             storage_options: StorageOptions::default(),
             catalog: Arc::new(Catalog::embedded()?),
+            sources: Arc::default(),
         })
     }
 
@@ -104,6 +106,18 @@ impl Lakehouse {
     pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
         self.storage_options = options;
         self
+    }
+
+    /// How drops are read, by source prefix (`[sources]` of `berserkr.toml`): `lake append`
+    /// takes a drop's text encoding from the rule with the longest matching prefix.
+    pub fn with_sources(mut self, sources: Vec<crate::config::SourceRule>) -> Self {
+        self.sources = Arc::new(sources);
+        self
+    }
+
+    /// The source rules of this lake (see [`Lakehouse::with_sources`]).
+    pub fn sources(&self) -> &[crate::config::SourceRule] {
+        &self.sources
     }
 
     /// The object-store options of this lake.

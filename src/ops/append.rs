@@ -7,6 +7,13 @@
 //! application transaction and the drop's lineage in its metadata. Rejected lines are committed
 //! to the rejects table first (under the same transaction id), so a crash between the two commits
 //! is repaired by simply running the append again.
+//!
+//! A drop is read in the text encoding given to [`AppendBuilder::with_encoding`], else the one
+//! of the longest `[sources."PREFIX"]` of the configuration matching its URL
+//! ([`Lakehouse::with_sources`]), else UTF-8. Its commit metadata (`berserkr.drop`) records the
+//! encoding it was read in and where that came from, and for CSV the header as written and the
+//! columns it filled through an alias: `lake history --table bronze.online_retail --json`
+//! shows them.
 
 use std::sync::Arc;
 
@@ -15,6 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::catalog::TableId;
+use crate::config::{Config, TextEncoding};
 use crate::error::{Error, Result};
 use crate::ingest::{
     Chunk, DropFormat, DropLayout, DropMeta, DropSource, DropStats, read_drop, resolve_sources,
@@ -62,6 +70,10 @@ pub struct DropReport {
     pub bytes: u64,
     /// Bronze version committed for this drop.
     pub version: Option<u64>,
+    /// The text encoding it was read in (when it was read).
+    pub encoding: Option<TextEncoding>,
+    /// CSV: columns filled through an alias, and the header name that did it.
+    pub aliased: std::collections::BTreeMap<String, String>,
     /// Why it failed (the error chain, one line).
     pub error: Option<String>,
     /// True when the failure was in the drop itself (corrupt, truncated, unusable header).
@@ -131,6 +143,7 @@ pub struct AppendBuilder {
     table: String,
     keep_going: bool,
     format: Option<DropFormat>,
+    encoding: Option<TextEncoding>,
     writers: Option<usize>,
     progress: Option<ProgressFn>,
 }
@@ -145,6 +158,7 @@ impl Lakehouse {
             table: crate::catalog::BRONZE.to_string(),
             keep_going: false,
             format: None,
+            encoding: None,
             writers: None,
             progress: None,
         }
@@ -167,6 +181,13 @@ impl AppendBuilder {
     /// Force the text format instead of guessing it from the name and content.
     pub fn with_format(mut self, format: Option<DropFormat>) -> Self {
         self.format = format;
+        self
+    }
+
+    /// The drops' text encoding, over the configuration's `[sources]` (default: the source's,
+    /// else UTF-8). Non-UTF-8 text is transcoded to UTF-8 as it is read.
+    pub fn with_encoding(mut self, encoding: Option<TextEncoding>) -> Self {
+        self.encoding = encoding;
         self
     }
 
@@ -225,10 +246,28 @@ impl AppendBuilder {
             } else {
                 1
             });
+            let encoding = match (
+                self.encoding,
+                Config::source_rule(self.lake.sources(), &file),
+            ) {
+                (Some(e), _) => Declared {
+                    encoding: e,
+                    from: "argument".into(),
+                },
+                (None, Some(rule)) if rule.encoding.is_some() => Declared {
+                    encoding: rule.encoding.expect("checked"),
+                    from: format!("config sources.{:?}", rule.prefix),
+                },
+                _ => Declared {
+                    encoding: TextEncoding::UTF_8,
+                    from: "default".into(),
+                },
+            };
             let report = match ingest_one(
                 &drop,
                 &layout,
                 self.format,
+                &encoding,
                 writers,
                 &mut bronze,
                 &mut rejects,
@@ -299,16 +338,26 @@ impl DropReport {
             rejects: 0,
             bytes,
             version: None,
+            encoding: None,
+            aliased: Default::default(),
             error: None,
             bad_input: false,
         }
     }
 }
 
+/// The text encoding a drop is declared in, and who declared it (for its lineage).
+struct Declared {
+    encoding: TextEncoding,
+    /// `argument`, `config sources."PREFIX"` or `default`.
+    from: String,
+}
+
 async fn ingest_one(
     drop: &DropSource,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
+    declared: &Declared,
     writers: usize,
     bronze: &mut Target,
     rejects: &mut Target,
@@ -328,8 +377,23 @@ async fn ingest_one(
         sha256: sha256.clone(),
         ingested_at_us: chrono::Utc::now().timestamp_micros(),
     };
-    let (stats, staging) =
-        write_drop(drop, layout, format, writers, &meta, bronze, rejects).await?;
+    let (stats, staging) = write_drop(
+        drop,
+        layout,
+        format,
+        declared.encoding,
+        writers,
+        &meta,
+        bronze,
+        rejects,
+    )
+    .await?;
+    // A UTF-8 byte order mark wins over a declared encoding.
+    let encoding_from = if stats.bom && !declared.encoding.is_utf8() {
+        "byte order mark"
+    } else {
+        declared.from.as_str()
+    };
     let metadata = json!({
         "file": file,
         "sha256": sha256,
@@ -339,7 +403,14 @@ async fn ingest_one(
         "lines": stats.lines,
         "compressed_bytes": bytes,
         "uncompressed_bytes": stats.uncompressed_bytes,
+        "encoding": stats.encoding,
+        "encoding_from": encoding_from,
+        "bom": stats.bom,
+        "header": stats.header,
+        "aliased": stats.aliased,
     });
+    report.encoding = Some(stats.encoding);
+    report.aliased = stats.aliased.clone();
     let Some(version) = commit_drop(staging, &app_id, metadata, bronze, rejects).await? else {
         // A concurrent writer landed the same drop: it is in the table once, by that writer.
         return Ok(report);
@@ -363,10 +434,12 @@ async fn drop_sha256(drop: &DropSource) -> Result<String> {
 /// Parses a drop on the blocking pool while its chunks stream into new files of bronze and its
 /// rejects table: the parse's figures and the closed files (nothing committed). Nothing is
 /// kept unless the whole drop parsed and every writer is sound.
+#[allow(clippy::too_many_arguments)]
 async fn write_drop(
     drop: &DropSource,
     layout: &Arc<DropLayout>,
     format: Option<DropFormat>,
+    encoding: TextEncoding,
     writers: usize,
     meta: &DropMeta,
     bronze: &Target,
@@ -378,7 +451,7 @@ async fn write_drop(
         let layout = layout.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<DropStats> {
-            read_drop(reader, &meta, &layout, format, |chunk| {
+            read_drop(reader, &meta, &layout, format, encoding, |chunk| {
                 tx.blocking_send(chunk)
                     .map_err(|_| Error::Task("the Parquet writer stopped".into()))
             })
