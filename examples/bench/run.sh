@@ -72,11 +72,18 @@ for n in $ROWS; do
     measure "gold-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh gold
     rm -rf "$OUT/lake-$n-e2e"; "$BIN" --lake "$OUT/lake-$n-e2e" lake init > /dev/null
     measure "e2e-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake append '$lzo' > /dev/null && '$BIN' --lake '$OUT/lake-$n-e2e' lake refresh all > /dev/null"
-    # The daily job on the lake just built: the generator's last day (2011-12-09) again as the
-    # next day's drop (dated 2011-12-10, invoice numbers suffixed D), through `lake run`.
+    # The daily job on the lake just built: the generator's last whole day (its last day is cut
+    # short) again as the next day's drop (dated the day after its last, invoice numbers
+    # suffixed D), through `lake run`.
     dayd=$OUT/next-day-$n.csv
-    [ -s "$dayd.lzo" ] || { head -1 "$csv"; grep ',12/9/2011 ' "$csv" | sed -e 's#,12/9/2011 #,12/10/2011 #' -e 's#^\([^,]*\),#\1D,#'; } > "$dayd"
-    [ -s "$dayd.lzo" ] || lzop -fc "$dayd" > "$dayd.lzo"
+    if [ ! -s "$dayd.lzo" ]; then
+      days=$(tail -200000 "$csv" | grep -o ',[0-9]\{1,2\}/[0-9]\{1,2\}/[0-9]\{4\} ' | tr -d ', ' | uniq)
+      full=$(echo "$days" | tail -2 | head -1); last=$(echo "$days" | tail -1)
+      next=$(date -d "$last + 1 day" +%-m/%-d/%Y)
+      { head -1 "$csv"; grep ",$full " "$csv" | sed -e "s#,$full #,$next #" -e 's#^\([^,]*\),#\1D,#'; } > "$dayd"
+      [ "$(wc -l < "$dayd")" -gt 1 ] || { echo "no rows of the last day ($last) in $csv" >&2; exit 1; }
+      lzop -fc "$dayd" > "$dayd.lzo"
+    fi
     measure "daily-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake run --json '$dayd.lzo' > '$OUT/daily-$n-$r.json'"
     # Incremental: one more daily-sized drop (2,000 rows under new invoice numbers), then silver.
     day=$OUT/day-$n-$r.csv; { head -1 "$csv"; sed -n '2,2001p' "$csv" | sed 's#^\([^,]*\),#\1-'$r',#'; } > "$day"; lzop -fc "$day" > "$day.lzo"

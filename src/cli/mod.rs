@@ -32,8 +32,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "BERSERKR_CONFIG")]
     config: Option<std::path::PathBuf>,
 
-    /// Log what each step does, with timestamps and durations, on standard error (-v: steps
-    /// and commits, -vv: more). RUST_LOG (e.g. `berserkr=debug,deltalake=info`) overrides.
+    /// Log what each step does, with timestamps and durations, on standard error (-v: steps,
+    /// drops and commits, -vv: each cutoff too). RUST_LOG (e.g. `berserkr=debug,deltalake=info`)
+    /// overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -139,7 +140,7 @@ fn init_logs(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "warn,berserkr=info",
-        _ => "info,berserkr=debug",
+        _ => "warn,berserkr=debug",
     };
     let filter = std::env::var("RUST_LOG")
         .ok()
