@@ -198,8 +198,27 @@ impl Target {
         key: &str,
         metadata: serde_json::Value,
     ) -> Result<Committed> {
-        let committed = self.commit_files(&adds, &change, &txn, key, metadata).await;
-        if !matches!(committed, Ok(Committed::Version(_))) {
+        let start = self.state.version();
+        let mut committed = self
+            .commit_files(&adds, &change, &txn, key, start, metadata)
+            .await;
+        if let Err(e) = &committed {
+            // The commit may have landed though its answer was lost (a connection dropped or a
+            // 5xx after the store wrote it): then the files are the table's and must stay.
+            // When the log cannot be read to tell, they stay too (orphans at worst, which
+            // vacuum removes); only files known to be uncommitted are deleted.
+            match self.landed(&adds, start).await {
+                Ok(Some(version)) => committed = Ok(Committed::Version(version)),
+                Ok(None) => self.discard(&adds).await,
+                Err(check) => {
+                    return Err(Error::CommitUnknown {
+                        table: self.id.to_string(),
+                        error: e.to_string(),
+                        check: check.to_string(),
+                    });
+                }
+            }
+        } else if let Ok(Committed::AlreadyThere) = committed {
             self.discard(&adds).await;
         }
         let committed = committed?;
@@ -209,12 +228,33 @@ impl Target {
         Ok(committed)
     }
 
+    /// The version after `start` whose commit added the first of `adds`, if one did (this
+    /// writer's commit landed though it was not told so). Moves the snapshot to the latest.
+    async fn landed(&mut self, adds: &[Add], start: u64) -> Result<Option<u64>> {
+        let Some(first) = adds.first() else {
+            return Ok(None);
+        };
+        self.state
+            .update(self.log_store.as_ref(), None)
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.txns.lock().expect("txn cache").clear();
+        let latest = self.state.version();
+        let commits =
+            crate::lake::log::read_commits(&self.log_store, &self.id, start + 1, latest).await?;
+        Ok(commits.into_iter().find_map(|(v, c)| {
+            c.is_some_and(|c| c.adds().any(|a| a.path == first.path))
+                .then_some(v)
+        }))
+    }
+
     async fn commit_files(
         &mut self,
         adds: &[Add],
         change: &Change,
         txn: &Txn<'_>,
         key: &str,
+        start: u64,
         metadata: serde_json::Value,
     ) -> Result<Committed> {
         let mut last_error = String::new();
@@ -227,6 +267,11 @@ impl Target {
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
+                // A lost race may have been lost to this writer's own commit, whose answer
+                // never came (the store retried a PUT it had already applied).
+                if let Some(version) = self.landed(adds, start).await? {
+                    return Ok(Committed::Version(version));
+                }
                 self.txns.lock().expect("txn cache").clear();
                 self.state
                     .update(self.log_store.as_ref(), None)
