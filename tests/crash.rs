@@ -115,7 +115,8 @@ impl Lake {
                     .trim_start_matches('/')
                     .to_string();
                 let target =
-                    deltalake::logstore::object_store::path::Path::from(format!("{dest}/{rel}"));
+                    deltalake::logstore::object_store::path::Path::parse(format!("{dest}/{rel}"))
+                        .unwrap();
                 async move { store.copy(&m.location, &target).await.unwrap() }
             })
             .buffer_unordered(16)
