@@ -39,14 +39,18 @@ use crate::error::{Error, Result};
 /// berserkr's retry and timeout settings for S3 requests, as storage options (key, value); any
 /// of them given explicitly wins. object_store's own defaults are 10 retries within 3 minutes:
 /// berserkr gives up after 1 minute (a stopped store is reported while someone still watches),
-/// backs off from 100 ms to at most 5 s (so about ten retries fit in that minute), waits 5 s to
-/// connect and 30 s for an answer (a 100 MiB part at 30 Mbit/s).
+/// waits 5 s to connect and 30 s for an answer (a 100 MiB part at 30 Mbit/s). object_store
+/// draws each wait at random between `init_backoff` and `base` times the previous one (capped at
+/// `max_backoff`), so ten retries wait at least ten times `init_backoff`: from 300 ms, a store
+/// stopped for 3 s is always ridden out (a restart), and with a base of 3 the waits typically
+/// grow to the 5 s cap, so an outage of about half a minute usually is too. (From object_store's
+/// 100 ms and base 2, ten refused connections can be spent in about a second.)
 pub const RETRY_DEFAULTS: [(&str, &str); 7] = [
     ("max_retries", "10"),
     ("retry_timeout", "60s"),
-    ("backoff_config.init_backoff", "100ms"),
+    ("backoff_config.init_backoff", "300ms"),
     ("backoff_config.max_backoff", "5s"),
-    ("backoff_config.base", "2"),
+    ("backoff_config.base", "3"),
     ("connect_timeout", "5s"),
     ("timeout", "30s"),
 ];
@@ -280,7 +284,7 @@ mod tests {
         assert_eq!(none.retry_timeout, std::time::Duration::from_secs(60));
         assert_eq!(
             none.backoff.init_backoff,
-            std::time::Duration::from_millis(100)
+            std::time::Duration::from_millis(300)
         );
         assert_eq!(none.backoff.max_backoff, std::time::Duration::from_secs(5));
         let o = StorageOptions::new([("max_retries", "2"), ("RETRY_TIMEOUT", "1500ms")]).unwrap();

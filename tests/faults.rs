@@ -340,3 +340,64 @@ async fn a_failing_or_stopped_store_fails_cleanly_and_the_rerun_lands_once() {
     assert_eq!(version(&f.lake, gold).await, v0 + 1, "one commit");
     assert!(f.proxy.stats()["status"].as_u64().unwrap() >= 2);
 }
+
+/// The commit's PUT gets no answer within the timeout (the proxy holds it 4 s against 3 s) and
+/// lands later. object_store does not retry a conditional PUT that timed out, the writer finds
+/// nothing in the log yet: it must keep its files (it deleted them before, and the late commit
+/// then named files that no longer existed). The error says the commit may still land; once
+/// it has, bronze reads every drop once, and the rerun adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_times_out_and_lands_later_keeps_its_files() {
+    let f = Fixture::new("faults-late-commit").await;
+    let ds = drops(2);
+    let want = expected(&ds).await;
+    let first = expected(&ds[..1]).await;
+    f.proxy.rules(serde_json::json!([
+        {"match": f.req("PUT", "/bronze/online_retail/_delta_log/"), "action": "delay", "seconds": 4.0, "count": 1},
+    ]));
+    let started = std::time::Instant::now();
+    let out = append(&f, &ds);
+    let stats = f.proxy.stats();
+    assert_eq!(stats["delay"], 1, "{stats}");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may still land") && stderr(&out).contains("kept"),
+        "{}",
+        stderr(&out)
+    );
+    // The held request reaches the store 4 s after it was sent.
+    std::thread::sleep(std::time::Duration::from_secs(6).saturating_sub(started.elapsed()));
+    f.proxy.rules(serde_json::json!([]));
+    // The first drop's commit landed late, with its files (bronze reads); the second drop was
+    // not attempted after the error.
+    assert_eq!(
+        per_drop_names(&f.lake).await,
+        first,
+        "the late commit's files"
+    );
+    let out = append(&f, &ds);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(per_drop_names(&f.lake).await, want, "rerun");
+    let status = f.lake.status().await.unwrap();
+    assert_eq!(status[0].orphans.as_ref().unwrap().files, 0, "orphans");
+}
+
+/// The store stops (connections refused) for 2.5 s in the middle of an append, with
+/// berserkr's default retry bounds: the retries outlast it (ten waits of at least 300 ms) and
+/// the append succeeds, every drop once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_stop_is_ridden_out_with_the_default_retries() {
+    let f = Fixture::new("faults-short-stop").await;
+    std::fs::write(f.dir.path().join("berserkr.toml"), "[storage]\n").unwrap();
+    let ds = drops(2);
+    let want = expected(&ds).await;
+    f.proxy.rules(serde_json::json!([
+        {"match": "", "skip": 8, "action": "stop", "seconds": 2.5, "count": 1},
+    ]));
+    let out = append(&f, &ds);
+    let stats = f.proxy.stats();
+    f.proxy.rules(serde_json::json!([]));
+    assert_eq!(stats["stop"], 1, "{stats}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(per_drop_names(&f.lake).await, want);
+}

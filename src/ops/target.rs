@@ -187,8 +187,10 @@ impl Target {
     /// [`COMMIT_ATTEMPTS`] rounds. With [`Txn::exactly_once`], a transaction already at or past
     /// `txn.version` (an earlier run that died before its next step, or another writer of the
     /// same drop) means the work is done: the files are deleted and [`Committed::AlreadyThere`]
-    /// is returned. On every error the files are deleted: a writer that gives up leaves nothing
-    /// behind but what vacuum would remove anyway. After the commit, the table's symlink
+    /// is returned. On an error the files are deleted when the store's answers show the commit
+    /// did not land; when a request got no answer (it may still land) or the log cannot be
+    /// read, they are kept and [`Error::CommitUnknown`] returned: a writer that gives up
+    /// leaves nothing behind but what vacuum would remove anyway. After the commit, the table's symlink
     /// manifests are brought up to date when it asks for them.
     pub(crate) async fn commit(
         &mut self,
@@ -205,11 +207,22 @@ impl Target {
         if let Err(e) = &committed {
             // The commit may have landed though its answer was lost (a connection dropped or a
             // 5xx after the store wrote it): then the files are the table's and must stay.
-            // When the log cannot be read to tell, they stay too (orphans at worst, which
-            // vacuum removes); only files known to be uncommitted are deleted.
+            // A request that got no answer at all (timed out, connection cut) may still land
+            // after the log was read; when that is so, or the log cannot be read to tell, the
+            // files stay too (orphans at worst, which vacuum removes after the retention):
+            // only files known to be uncommitted, after answers from the store, are deleted.
             match self.landed(&adds, start).await {
                 Ok(Some(version)) => committed = Ok(Committed::Version(version)),
-                Ok(None) => self.discard(&adds).await,
+                Ok(None) if !unanswered(e) => self.discard(&adds).await,
+                Ok(None) => {
+                    return Err(Error::CommitUnknown {
+                        table: self.id.to_string(),
+                        error: e.to_string(),
+                        check: "a request of the commit got no answer from the store and may \
+                                still land; it is not in the log yet"
+                            .to_string(),
+                    });
+                }
                 Err(check) => {
                     return Err(Error::CommitUnknown {
                         table: self.id.to_string(),
@@ -447,6 +460,21 @@ fn backoff(attempt: u32) -> std::time::Duration {
 
 /// Lost races worth another round: the version was taken, the immediate retries ran out, or a
 /// concurrent transaction with the same application id won (the next round sees it).
+/// Whether `e` came from a request to the store that got no answer (a timeout, a connection
+/// cut after the request was sent): the store may still apply it later. A refused connection
+/// (nothing was sent), an answer with a status, a conflict or a local error are definite.
+fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
+    use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<HttpError>() {
+            return !matches!(h.kind(), HttpErrorKind::Connect);
+        }
+        next = e.source();
+    }
+    false
+}
+
 fn is_retryable(e: &DeltaTableError) -> bool {
     use deltalake::kernel::transaction::TransactionError;
     match e {
@@ -685,6 +713,32 @@ fn indexed_columns<'a, C: std::ops::Deref<Target = [String]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requests_without_an_answer_leave_a_commit_unknown() {
+        use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
+        let io = || std::io::Error::other("cut");
+        let wrapped = |kind| deltalake::logstore::object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(HttpError::new(kind, io())),
+        };
+        for kind in [
+            HttpErrorKind::Timeout,
+            HttpErrorKind::Interrupted,
+            HttpErrorKind::Request,
+            HttpErrorKind::Unknown,
+        ] {
+            assert!(unanswered(&wrapped(kind)), "{kind:?}");
+        }
+        assert!(!unanswered(&wrapped(HttpErrorKind::Connect)));
+        assert!(!unanswered(&io()));
+        let gave_up = Error::CommitGaveUp {
+            table: "bronze.t".into(),
+            attempts: 3,
+            last_error: "version 4 exists".into(),
+        };
+        assert!(!unanswered(&gave_up));
+    }
 
     #[test]
     fn statistics_go_to_the_columns_delta_indexes() {
