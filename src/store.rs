@@ -81,23 +81,26 @@ fn retry_config(
                 .expect("every retry key has a default")
         })
     };
-    let mut retry = deltalake::logstore::object_store::RetryConfig::default();
-    retry.max_retries = get("max_retries")
-        .parse()
-        .map_err(|e| format!("storage option max_retries: {e}"))?;
-    retry.retry_timeout = parse_duration("retry_timeout", get("retry_timeout"))?;
-    retry.backoff.init_backoff = parse_duration(
-        "backoff_config.init_backoff",
-        get("backoff_config.init_backoff"),
-    )?;
-    retry.backoff.max_backoff = parse_duration(
-        "backoff_config.max_backoff",
-        get("backoff_config.max_backoff"),
-    )?;
-    retry.backoff.base = get("backoff_config.base")
-        .parse()
-        .map_err(|e| format!("storage option backoff_config.base: {e}"))?;
-    Ok(retry)
+    use deltalake::logstore::object_store::{BackoffConfig, RetryConfig};
+    Ok(RetryConfig {
+        max_retries: get("max_retries")
+            .parse()
+            .map_err(|e| format!("storage option max_retries: {e}"))?,
+        retry_timeout: parse_duration("retry_timeout", get("retry_timeout"))?,
+        backoff: BackoffConfig {
+            init_backoff: parse_duration(
+                "backoff_config.init_backoff",
+                get("backoff_config.init_backoff"),
+            )?,
+            max_backoff: parse_duration(
+                "backoff_config.max_backoff",
+                get("backoff_config.max_backoff"),
+            )?,
+            base: get("backoff_config.base")
+                .parse()
+                .map_err(|e| format!("storage option backoff_config.base: {e}"))?,
+        },
+    })
 }
 
 /// Registers the S3 object-store and log-store factories with delta-rs (idempotent).
@@ -218,7 +221,7 @@ fn s3_store(
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
-    let retry = retry_config(&options).map_err(|e| deltalake::DeltaTableError::Generic(e))?;
+    let retry = retry_config(&options).map_err(deltalake::DeltaTableError::Generic)?;
     builder = builder.with_retry(retry);
     let store = builder.build()?;
     let path = Path::from_url_path(url.path())?;

@@ -126,7 +126,7 @@ impl Lake {
     }
 
     /// The lake's bytes in a local folder (for DuckDB, which reads local files here).
-    async fn mirror(&self, to: &Path) {
+    async fn mirror(&self, to: &Path, cmd: Cmd) {
         use deltalake::logstore::object_store::ObjectStoreExt;
         use futures::TryStreamExt;
         let (store, from) = berserkr::store::store_for(
@@ -140,6 +140,11 @@ impl Lake {
             let rel = m.location.to_string()[from_s.len()..]
                 .trim_start_matches('/')
                 .to_string();
+            let mut parts = rel.splitn(3, '/');
+            let (layer, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            if !cmd.writes(&format!("{layer}.{name}")) {
+                continue;
+            }
             // Kept percent-encoded: the log names files so, and readers look for that name.
             let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
             let p = to.join(rel);
@@ -235,17 +240,28 @@ async fn table_state(lake: &Lakehouse, t: &str) -> Result<TableState, String> {
     })
 }
 
-/// Every declared table's state.
-async fn lake_state(lake: &Lakehouse) -> Result<BTreeMap<String, TableState>, String> {
+/// Every declared table's state: read in full for the tables `cmd` writes, only the version
+/// (the table opens) for the others, which must not move.
+async fn lake_state(lake: &Lakehouse, cmd: Cmd) -> Result<BTreeMap<String, TableState>, String> {
     let mut out = BTreeMap::new();
     for spec in lake.catalog().tables() {
         let t = spec.id().to_string();
-        out.insert(t.clone(), table_state(lake, &t).await?);
+        let state = if cmd.writes(&t) {
+            table_state(lake, &t).await?
+        } else {
+            let table = lake.table(&id(&t)).await.map_err(|e| format!("{t}: {e}"))?;
+            TableState {
+                version: table.version().unwrap_or(0),
+                rows: 0,
+                content: BTreeMap::new(),
+            }
+        };
+        out.insert(t, state);
     }
     Ok(out)
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Cmd {
     Append,
     RefreshSilver,
@@ -256,6 +272,18 @@ enum Cmd {
 }
 
 impl Cmd {
+    /// Whether the command writes table `t` (the trials read those in full).
+    fn writes(self, t: &str) -> bool {
+        match self {
+            Cmd::Append => t.starts_with("bronze."),
+            Cmd::RefreshSilver => t.starts_with("silver."),
+            Cmd::RefreshGold => t.starts_with("gold."),
+            Cmd::Optimize => true,
+            Cmd::Restore => t == "bronze.online_retail",
+            Cmd::Train => false,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Cmd::Append => "lake append",
@@ -377,10 +405,33 @@ struct Series {
     orphan_files: u64,
 }
 
+/// Trials run at once per series (`BERSERKR_CRASH_JOBS`, default 3): each in its own lake,
+/// thread and runtime. The kill delays are drawn before, in trial order, so a seed replays the
+/// same delays whatever the scheduling.
+fn jobs() -> usize {
+    std::env::var("BERSERKR_CRASH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// What an unkilled run does, which every trial of a series is held to.
+struct Reference<'a> {
+    cmd: Cmd,
+    pre: &'a Lake,
+    dir: &'a Path,
+    ctx: String,
+    restore_to: u64,
+    before: BTreeMap<String, TableState>,
+    after: BTreeMap<String, TableState>,
+    model: Option<Vec<u8>>,
+}
+
 async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Series {
     let ctx = format!("{} on {store:?} (BERSERKR_CRASH_SEED={seed})", cmd.name());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (cmd as u64 * 0x9e37_79b9));
-    let before = lake_state(&pre.lake).await.unwrap();
+    let before = lake_state(&pre.lake, cmd).await.unwrap();
     let restore_to = before["bronze.online_retail"].version - 2;
     // The reference: an unkilled run, timed.
     let reference = pre.clone_to(dir, &format!("{cmd:?}-ref")).await;
@@ -392,150 +443,61 @@ async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Se
         c
     });
     let took = started.elapsed();
-    let after = lake_state(&reference.lake).await.unwrap();
-    let ref_model = std::fs::read(ref_out.join("model.json")).ok();
+    let after = lake_state(&reference.lake, cmd).await.unwrap();
+    let r = Reference {
+        cmd,
+        pre,
+        dir,
+        ctx,
+        restore_to,
+        before,
+        after,
+        model: std::fs::read(ref_out.join("model.json")).ok(),
+    };
+    // Kill anywhere from the start to a little past an unkilled run's duration (longer when
+    // trials run side by side and slow each other down).
+    let jobs = jobs();
+    let span = took.as_micros() as u64 * (10 + 2 * jobs.min(trials()) as u64) / 10;
+    let delays: Vec<Duration> = (0..trials())
+        .map(|_| Duration::from_micros(rng.random_range(0..span.max(1))))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= delays.len() {
+                            break;
+                        }
+                        let out = rt.block_on(trial(&r, i, delays[i]));
+                        results.lock().unwrap().push(out);
+                    }
+                });
+            }
+        })
+    });
     let mut s = Series::default();
     let mut duck = Vec::new();
-    for trial in 0..trials() {
-        let ctx = format!("{ctx}, trial {trial}");
-        let lake = pre.clone_to(dir, &format!("{cmd:?}-{trial}")).await;
-        let out = dir.join(format!("{cmd:?}-{trial}-model"));
-        // Kill anywhere from the start to a little past an unkilled run's duration.
-        let delay =
-            Duration::from_micros(rng.random_range(0..(took.as_micros() as u64 * 11 / 10).max(1)));
-        let mut child = lake
-            .cli(dir)
-            .args(cmd.args(restore_to, &out))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let killed = child.try_wait().unwrap().is_none();
-        if killed {
-            child.kill().unwrap();
-        }
-        let status = child.wait().unwrap();
-        s.trials += 1;
-        s.killed += killed as usize;
-        assert!(
-            killed || status.success(),
-            "{ctx}: an unkilled run failed: {status}"
-        );
-
-        // Every table opens and holds what it held before or what the unkilled run left.
-        let now = lake_state(&lake.lake)
-            .await
-            .unwrap_or_else(|e| panic!("{ctx}: a table does not read after the kill: {e}"));
-        let mut all_before = true;
-        let mut all_after = true;
-        for (t, st) in &now {
-            let (b, a) = (&before[t], &after[t]);
-            let same = |x: &TableState| x.rows == st.rows && x.content == st.content;
-            all_before &= b.version == st.version;
-            all_after &= a.version == st.version;
-            if t == "bronze.online_retail" {
-                for (file, n) in &st.content {
-                    assert!(
-                        a.content.get(file) == Some(n),
-                        "{ctx}: drop {file} is partly in bronze: {n} rows of {:?}",
-                        a.content.get(file)
-                    );
-                }
-            } else {
-                assert!(
-                    same(b) || same(a),
-                    "{ctx}: {t} holds neither its rows before ({b:?}) nor after ({a:?}): {st:?}"
-                );
-            }
-        }
-        match (all_before, all_after) {
-            (true, false) => s.before_commit += 1,
-            (false, true) => s.after_commit += 1,
-            (true, true) => s.before_commit += 1, // train commits to no table
-            (false, false) => s.in_between += 1,
-        }
-        // DuckDB reads a copy of the same bytes at the same versions.
-        let copy = dir.join(format!("duck-{cmd:?}-{trial}"));
-        lake.mirror(&copy).await;
-        for (t, st) in &now {
-            let (layer, name) = t.split_once('.').unwrap();
-            duck.push(DuckCheck {
-                path: copy.join(layer).join(name).to_str().unwrap().to_string(),
-                version: st.version,
-                rows: st.rows,
-                what: format!("{ctx}: {t}"),
-            });
-        }
-        // What the killed writer left: reported, kept by vacuum at the default retention.
-        let orphans: u64 = lake
-            .lake
-            .status()
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.orphans.as_ref().map_or(0, |o| o.files))
-            .sum();
-        if orphans > 0 {
-            s.with_orphans += 1;
-            s.orphan_files += orphans;
-            let kept = lake.lake.vacuum().await.unwrap();
-            assert!(
-                kept.tables.iter().all(|t| t.files.is_empty()),
-                "{ctx}: vacuum at the default retention deleted {kept:?}"
-            );
-        }
-
-        // The rerun completes the work exactly once.
-        run_ok({
-            let mut c = lake.cli(dir);
-            c.args(cmd.args(restore_to, &out));
-            c
-        });
-        let done = lake_state(&lake.lake)
-            .await
-            .unwrap_or_else(|e| panic!("{ctx}: a table does not read after the rerun: {e}"));
-        for (t, st) in &done {
-            let a = &after[t];
-            assert!(
-                a.rows == st.rows && a.content == st.content,
-                "{ctx}: after the rerun {t} holds {st:?}, an unkilled run {a:?}"
-            );
-        }
-        if let Some(m) = &ref_model {
-            assert_eq!(
-                &std::fs::read(out.join("model.json")).unwrap(),
-                m,
-                "{ctx}: the rerun trained another model"
-            );
-        }
-        if orphans > 0 {
-            // Forced to a retention of 0, vacuum deletes them; nothing reads differently.
-            lake.lake
-                .vacuum()
-                .with_retain_hours(0)
-                .with_force(true)
-                .await
-                .unwrap();
-            let left: u64 = lake
-                .lake
-                .status()
-                .await
-                .unwrap()
-                .iter()
-                .map(|t| t.orphans.as_ref().map_or(0, |o| o.files))
-                .sum();
-            assert_eq!(left, 0, "{ctx}: orphans left after vacuum --retain 0");
-            let still = lake_state(&lake.lake).await.unwrap();
-            for (t, st) in &still {
-                assert_eq!(st.rows, after[t].rows, "{ctx}: {t} after vacuum");
-                assert_eq!(st.content, after[t].content, "{ctx}: {t} after vacuum");
-            }
-        }
+    for (t, checks) in results.into_inner().unwrap() {
+        s.trials += t.trials;
+        s.killed += t.killed;
+        s.before_commit += t.before_commit;
+        s.after_commit += t.after_commit;
+        s.in_between += t.in_between;
+        s.with_orphans += t.with_orphans;
+        s.orphan_files += t.orphan_files;
+        duck.extend(checks);
     }
     duck_checks(dir, &duck);
     eprintln!(
-        "crash: {} on {store:?}: {} trials in {:.1?} (an unkilled run {took:.1?}): {} killed ({} before the commit, {} after, {} in between), {} left {} orphan files; DuckDB agreed on {} table reads",
+        "crash: {} on {store:?}: {} trials, {jobs} at a time, in {:.1?} (an unkilled run {took:.1?}): {} killed ({} before the commit, {} after, {} in between), {} left {} orphan files; DuckDB agreed on {} table reads",
         cmd.name(),
         s.trials,
         started.elapsed(),
@@ -548,6 +510,154 @@ async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Se
         duck.len()
     );
     s
+}
+
+/// One trial: the command killed after `delay` in a copy of the series' lake, then every check.
+async fn trial(r: &Reference<'_>, trial: usize, delay: Duration) -> (Series, Vec<DuckCheck>) {
+    let (cmd, dir, before, after) = (r.cmd, r.dir, &r.before, &r.after);
+    let ctx = format!("{}, trial {trial}", r.ctx);
+    let lake = r.pre.clone_to(dir, &format!("{cmd:?}-{trial}")).await;
+    let out = dir.join(format!("{cmd:?}-{trial}-model"));
+    let mut s = Series::default();
+    let mut duck = Vec::new();
+    let mut child = lake
+        .cli(dir)
+        .args(cmd.args(r.restore_to, &out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    let status = child.wait().unwrap();
+    s.trials += 1;
+    s.killed += killed as usize;
+    assert!(
+        killed || status.success(),
+        "{ctx}: an unkilled run failed: {status}"
+    );
+
+    // Every table opens and holds what it held before or what the unkilled run left; the
+    // tables the command does not write stay at their version.
+    let now = lake_state(&lake.lake, cmd)
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: a table does not read after the kill: {e}"));
+    let mut all_before = true;
+    let mut all_after = true;
+    for (t, st) in &now {
+        let (b, a) = (&before[t], &after[t]);
+        if !cmd.writes(t) {
+            assert_eq!(
+                st.version, b.version,
+                "{ctx}: {t} moved, {cmd:?} does not write it"
+            );
+            continue;
+        }
+        let same = |x: &TableState| x.rows == st.rows && x.content == st.content;
+        all_before &= b.version == st.version;
+        all_after &= a.version == st.version;
+        if t == "bronze.online_retail" && cmd == Cmd::Append {
+            for (file, n) in &st.content {
+                assert!(
+                    a.content.get(file) == Some(n),
+                    "{ctx}: drop {file} is partly in bronze: {n} rows of {:?}",
+                    a.content.get(file)
+                );
+            }
+        } else {
+            assert!(
+                same(b) || same(a),
+                "{ctx}: {t} holds neither its rows before ({b:?}) nor after ({a:?}): {st:?}"
+            );
+        }
+    }
+    match (all_before, all_after) {
+        (true, false) => s.before_commit += 1,
+        (false, true) => s.after_commit += 1,
+        (true, true) => s.before_commit += 1, // train commits to no table
+        (false, false) => s.in_between += 1,
+    }
+    // DuckDB reads a copy of the same bytes at the same versions (the tables written).
+    let copy = dir.join(format!("duck-{cmd:?}-{trial}"));
+    lake.mirror(&copy, cmd).await;
+    for (t, st) in now.iter().filter(|(t, _)| cmd.writes(t)) {
+        let (layer, name) = t.split_once('.').unwrap();
+        duck.push(DuckCheck {
+            path: copy.join(layer).join(name).to_str().unwrap().to_string(),
+            version: st.version,
+            rows: st.rows,
+            what: format!("{ctx}: {t}"),
+        });
+    }
+    // What the killed writer left: reported, kept by vacuum at the default retention.
+    let orphans: u64 = lake
+        .lake
+        .status()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.orphans.as_ref().map_or(0, |o| o.files))
+        .sum();
+    if orphans > 0 {
+        s.with_orphans += 1;
+        s.orphan_files += orphans;
+        let kept = lake.lake.vacuum().await.unwrap();
+        assert!(
+            kept.tables.iter().all(|t| t.files.is_empty()),
+            "{ctx}: vacuum at the default retention deleted {kept:?}"
+        );
+    }
+
+    // The rerun completes the work exactly once.
+    run_ok({
+        let mut c = lake.cli(dir);
+        c.args(cmd.args(r.restore_to, &out));
+        c
+    });
+    let done = lake_state(&lake.lake, cmd)
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: a table does not read after the rerun: {e}"));
+    for (t, st) in &done {
+        let a = &after[t];
+        assert!(
+            a.rows == st.rows && a.content == st.content,
+            "{ctx}: after the rerun {t} holds {st:?}, an unkilled run {a:?}"
+        );
+    }
+    if let Some(m) = &r.model {
+        assert_eq!(
+            &std::fs::read(out.join("model.json")).unwrap(),
+            m,
+            "{ctx}: the rerun trained another model"
+        );
+    }
+    if orphans > 0 {
+        // Forced to a retention of 0, vacuum deletes them; nothing reads differently.
+        lake.lake
+            .vacuum()
+            .with_retain_hours(0)
+            .with_force(true)
+            .await
+            .unwrap();
+        let left: u64 = lake
+            .lake
+            .status()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.orphans.as_ref().map_or(0, |o| o.files))
+            .sum();
+        assert_eq!(left, 0, "{ctx}: orphans left after vacuum --retain 0");
+        let still = lake_state(&lake.lake, cmd).await.unwrap();
+        for (t, st) in &still {
+            assert_eq!(st.rows, after[t].rows, "{ctx}: {t} after vacuum");
+            assert_eq!(st.content, after[t].content, "{ctx}: {t} after vacuum");
+        }
+    }
+    (s, duck)
 }
 
 async fn crash_suite(store: Store) {
