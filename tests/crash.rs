@@ -454,13 +454,12 @@ async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Se
         after,
         model: std::fs::read(ref_out.join("model.json")).ok(),
     };
-    // Kill anywhere from the start to a little past an unkilled run's duration (longer when
-    // trials run side by side and slow each other down).
+    // Kill anywhere from the start to a little past an unkilled run's duration: a seeded
+    // fraction of it, the duration being that of the latest unkilled run (the reference, then
+    // each trial's rerun, which runs beside the other trials and is slowed as much as they are).
     let jobs = jobs();
-    let span = took.as_micros() as u64 * (10 + 2 * jobs.min(trials()) as u64) / 10;
-    let delays: Vec<Duration> = (0..trials())
-        .map(|_| Duration::from_micros(rng.random_range(0..span.max(1))))
-        .collect();
+    let delays: Vec<f64> = (0..trials()).map(|_| rng.random_range(0.0..1.1)).collect();
+    let run_us = std::sync::atomic::AtomicU64::new(took.as_micros() as u64);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     tokio::task::block_in_place(|| {
@@ -476,7 +475,9 @@ async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Se
                         if i >= delays.len() {
                             break;
                         }
-                        let out = rt.block_on(trial(&r, i, delays[i]));
+                        let run = run_us.load(std::sync::atomic::Ordering::SeqCst);
+                        let delay = Duration::from_micros((run as f64 * delays[i]) as u64);
+                        let out = rt.block_on(trial(&r, i, delay, &run_us));
                         results.lock().unwrap().push(out);
                     }
                 });
@@ -513,7 +514,12 @@ async fn series(store: Store, cmd: Cmd, pre: &Lake, dir: &Path, seed: u64) -> Se
 }
 
 /// One trial: the command killed after `delay` in a copy of the series' lake, then every check.
-async fn trial(r: &Reference<'_>, trial: usize, delay: Duration) -> (Series, Vec<DuckCheck>) {
+async fn trial(
+    r: &Reference<'_>,
+    trial: usize,
+    delay: Duration,
+    run_us: &std::sync::atomic::AtomicU64,
+) -> (Series, Vec<DuckCheck>) {
     let (cmd, dir, before, after) = (r.cmd, r.dir, &r.before, &r.after);
     let ctx = format!("{}, trial {trial}", r.ctx);
     let lake = r.pre.clone_to(dir, &format!("{cmd:?}-{trial}")).await;
@@ -611,12 +617,20 @@ async fn trial(r: &Reference<'_>, trial: usize, delay: Duration) -> (Series, Vec
         );
     }
 
-    // The rerun completes the work exactly once.
+    // The rerun completes the work exactly once. Its duration calibrates the next kills when
+    // it had the whole work to do (the kill landed before any commit).
+    let started = Instant::now();
     run_ok({
         let mut c = lake.cli(dir);
         c.args(cmd.args(r.restore_to, &out));
         c
     });
+    if all_before {
+        run_us.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
     let done = lake_state(&lake.lake, cmd)
         .await
         .unwrap_or_else(|e| panic!("{ctx}: a table does not read after the rerun: {e}"));
