@@ -14,7 +14,7 @@ BERSERKR    = ./target/release/berserkr
 BENCH_PROFILE ?= dist
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo demo-s3 test bench fuzz build deps py-deps airflow-venv lint fmt clean
+.PHONY: demo demo-s3 test crash bench fuzz build deps py-deps airflow-venv lint fmt clean
 
 ## System packages the tests and the demo need (Debian): lzop, to make and check drops; a Java
 ## runtime for JPMML, the independent PMML evaluator the export is checked against (and for
@@ -75,6 +75,15 @@ test: deps py-deps airflow-venv
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 	BERSERKR_TEST_PYTHON=$(PYTHON_ENV)/bin/python BERSERKR_TEST_AIRFLOW_PYTHON=$(AIRFLOW_ENV)/bin/python \
 	  $(CARGO) test --release --locked
+
+## Long crash runs: tests/crash.rs (SIGKILL at seeded moments, file:// and S3) with TRIALS kills per
+## command and store, and tests/faults.rs (S3 faults). `make test` runs both with 30 trials (about
+## 5 minutes on 2 cores).
+## BERSERKR_CRASH_SEED=N replays a failing run (every failure prints its seed).
+TRIALS ?= 300
+crash: deps py-deps
+	BERSERKR_CRASH_TRIALS=$(TRIALS) BERSERKR_TEST_PYTHON=$(PYTHON_ENV)/bin/python \
+	  $(CARGO) test --release --locked --test crash --test faults -- --nocapture
 
 fmt:
 	$(CARGO) fmt --all

@@ -90,6 +90,19 @@ pub enum Error {
         /// The last conflict.
         last_error: String,
     },
+    /// A commit failed on the store, and whether it landed cannot be told: a request got no answer
+    /// (it may still land), or the log could not be read back.
+    #[error(
+        "table {table}: the commit failed ({error}) and whether it landed cannot be told ({check}); its data files were kept: rerun the command, which lands the work exactly once, and `lake vacuum` removes files nothing references"
+    )]
+    CommitUnknown {
+        /// The table.
+        table: String,
+        /// The commit's error.
+        error: String,
+        /// Why it cannot be told: the unanswered request, or the error reading the log back.
+        check: String,
+    },
     /// Vacuum was asked to keep less history than is safe.
     #[error(
         "refusing to vacuum with a retention of {retain_hours} hours, under {min_hours}: readers of older versions and writers still at work could lose files (use --force to do it anyway)"

@@ -8,6 +8,16 @@
 //! `PUT` with `If-None-Match: *`: the object store refuses the second writer of a version, so
 //! concurrent writers cannot overwrite each other's commits without DynamoDB or a lock service
 //! (S3 has had conditional writes since August 2024; MinIO and moto implement them too).
+//!
+//! Every request to S3 is retried by object_store on a 5xx answer, a timeout or a dropped
+//! connection, with exponential backoff, within bounds berserkr sets deliberately
+//! ([`RETRY_DEFAULTS`]): an unreachable or failing store gives a clear error in about a minute
+//! rather than object_store's three, and a short outage (a restart, a burst of 503 SlowDown) is
+//! ridden out. Each bound is a storage option (`max_retries`, `retry_timeout`,
+//! `backoff_config.init_backoff`, `backoff_config.max_backoff`, `backoff_config.base`: the names
+//! delta-rs gives them; `timeout`, `connect_timeout`: object_store's). A commit whose answer was
+//! lost is safe to retry: it is a `PUT` with `If-None-Match: *`, so a retry that finds the
+//! version written reports a conflict, and the committer then finds its own transaction there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,6 +35,73 @@ use deltalake::logstore::{
 use url::Url;
 
 use crate::error::{Error, Result};
+
+/// berserkr's retry and timeout settings for S3 requests, as storage options (key, value); any
+/// of them given explicitly wins. object_store's own defaults are 10 retries within 3 minutes:
+/// berserkr gives up after 1 minute (a stopped store is reported while someone still watches),
+/// waits 5 s to connect and 30 s for an answer (a 100 MiB part at 30 Mbit/s). object_store
+/// draws each wait at random between `init_backoff` and `base` times the previous one (capped at
+/// `max_backoff`), so ten retries wait at least ten times `init_backoff`: from 300 ms, a store
+/// stopped for 3 s is always ridden out (a restart), and with a base of 3 the waits typically
+/// grow to the 5 s cap, so an outage of about half a minute usually is too. (From object_store's
+/// 100 ms and base 2, ten refused connections can be spent in about a second.)
+pub const RETRY_DEFAULTS: [(&str, &str); 7] = [
+    ("max_retries", "10"),
+    ("retry_timeout", "60s"),
+    ("backoff_config.init_backoff", "300ms"),
+    ("backoff_config.max_backoff", "5s"),
+    ("backoff_config.base", "3"),
+    ("connect_timeout", "5s"),
+    ("timeout", "30s"),
+];
+
+/// The retry keys (delta-rs's names), which object_store's S3 builder takes as a `RetryConfig`.
+const RETRY_KEYS: [&str; 5] = [
+    "max_retries",
+    "retry_timeout",
+    "backoff_config.init_backoff",
+    "backoff_config.max_backoff",
+    "backoff_config.base",
+];
+
+fn parse_duration(key: &str, v: &str) -> std::result::Result<std::time::Duration, String> {
+    humantime::parse_duration(v).map_err(|e| format!("storage option {key} = {v:?}: {e}"))
+}
+
+/// The retry configuration from `options` (retry keys only), berserkr's defaults filling in.
+fn retry_config(
+    options: &HashMap<String, String>,
+) -> std::result::Result<deltalake::logstore::object_store::RetryConfig, String> {
+    let get = |key: &str| -> &str {
+        options.get(key).map(String::as_str).unwrap_or_else(|| {
+            RETRY_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .expect("every retry key has a default")
+        })
+    };
+    use deltalake::logstore::object_store::{BackoffConfig, RetryConfig};
+    Ok(RetryConfig {
+        max_retries: get("max_retries")
+            .parse()
+            .map_err(|e| format!("storage option max_retries: {e}"))?,
+        retry_timeout: parse_duration("retry_timeout", get("retry_timeout"))?,
+        backoff: BackoffConfig {
+            init_backoff: parse_duration(
+                "backoff_config.init_backoff",
+                get("backoff_config.init_backoff"),
+            )?,
+            max_backoff: parse_duration(
+                "backoff_config.max_backoff",
+                get("backoff_config.max_backoff"),
+            )?,
+            base: get("backoff_config.base")
+                .parse()
+                .map_err(|e| format!("storage option backoff_config.base: {e}"))?,
+        },
+    })
+}
 
 /// Registers the S3 object-store and log-store factories with delta-rs (idempotent).
 pub fn register() {
@@ -45,7 +122,8 @@ pub fn register() {
 pub struct StorageOptions(BTreeMap<String, String>);
 
 impl StorageOptions {
-    /// Options from key/value pairs; every key must be one object_store knows for S3.
+    /// Options from key/value pairs; every key must be one object_store knows for S3, or one of
+    /// the retry keys (see the module's documentation).
     pub fn new<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self> {
@@ -53,14 +131,17 @@ impl StorageOptions {
         for (k, v) in pairs {
             let k: String = k.into();
             let key = k.to_ascii_lowercase();
-            if AmazonS3ConfigKey::from_str(&key).is_err() {
+            if AmazonS3ConfigKey::from_str(&key).is_err() && !RETRY_KEYS.contains(&key.as_str()) {
                 return Err(Error::InvalidArgument(format!(
                     "unknown storage option {k:?} (expected an object_store S3 key such as \
-                     aws_endpoint, aws_region, aws_access_key_id, aws_allow_http)"
+                     aws_endpoint, aws_region, aws_access_key_id, aws_allow_http, or a retry \
+                     setting: {})",
+                    RETRY_KEYS.join(", ")
                 )));
             }
             map.insert(key, v.into());
         }
+        retry_config(&map.clone().into_iter().collect()).map_err(Error::InvalidArgument)?;
         Ok(Self(map))
     }
 
@@ -126,11 +207,22 @@ fn s3_store(
     options: &HashMap<String, String>,
 ) -> std::result::Result<(ObjectStoreRef, Path), deltalake::DeltaTableError> {
     let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+    for (k, v) in RETRY_DEFAULTS {
+        if let Ok(key) = AmazonS3ConfigKey::from_str(k) {
+            builder = builder.with_config(key, v);
+        }
+    }
     for (k, v) in options {
         if let Ok(key) = AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()) {
             builder = builder.with_config(key, v);
         }
     }
+    let options: HashMap<String, String> = options
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let retry = retry_config(&options).map_err(deltalake::DeltaTableError::Generic)?;
+    builder = builder.with_retry(retry);
     let store = builder.build()?;
     let path = Path::from_url_path(url.path())?;
     Ok((Arc::new(store) as Arc<dyn ObjectStore>, path))
@@ -186,6 +278,26 @@ mod tests {
         let e = StorageOptions::new([("aws_endpiont", "x")]).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
         assert!(e.to_string().contains("aws_endpiont"), "{e}");
+    }
+
+    #[test]
+    fn retries_have_deliberate_defaults_and_can_be_overridden() {
+        let none = retry_config(&HashMap::new()).unwrap();
+        assert_eq!(none.max_retries, 10);
+        assert_eq!(none.retry_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(
+            none.backoff.init_backoff,
+            std::time::Duration::from_millis(300)
+        );
+        assert_eq!(none.backoff.max_backoff, std::time::Duration::from_secs(5));
+        let o = StorageOptions::new([("max_retries", "2"), ("RETRY_TIMEOUT", "1500ms")]).unwrap();
+        let r = retry_config(&o.to_map()).unwrap();
+        assert_eq!(r.max_retries, 2);
+        assert_eq!(r.retry_timeout, std::time::Duration::from_millis(1500));
+        let e = StorageOptions::new([("retry_timeout", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("retry_timeout"), "{e}");
+        // object_store's own client keys pass through as they are.
+        StorageOptions::new([("timeout", "2s"), ("connect_timeout", "1s")]).unwrap();
     }
 
     #[test]

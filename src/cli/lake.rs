@@ -1004,20 +1004,23 @@ async fn status(
         return Ok(EXIT_OK);
     }
     println!(
-        "{:<34}{:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
-        "table", "version", "files", "rows", "bytes", "small", "checkpoint"
+        "{:<34}{:>8}{:>8}{:>11}{:>12}{:>8}{:>12}{:>9}",
+        "table", "version", "files", "rows", "bytes", "small", "checkpoint", "orphans"
     );
     for t in &status {
         match t.version {
             None => println!("{:<34}{:>8}", t.table, "-"),
             Some(v) => println!(
-                "{:<34}{v:>8}{:>8}{:>11}{:>12}{:>8}{:>12}",
+                "{:<34}{v:>8}{:>8}{:>11}{:>12}{:>8}{:>12}{:>9}",
                 t.table,
                 t.files.files,
                 rows(t.files.rows),
                 human(t.files.bytes),
                 t.files.small_files,
-                t.last_checkpoint.map_or("-".to_string(), |c| c.to_string())
+                t.last_checkpoint.map_or("-".to_string(), |c| c.to_string()),
+                t.orphans
+                    .as_ref()
+                    .map_or("-".to_string(), |o| o.files.to_string())
             ),
         }
     }

@@ -697,6 +697,22 @@ pub struct TableStatus {
     pub checkpoint_interval: u64,
     /// Target file size of compaction (`delta.targetFileSize`).
     pub target_file_size: u64,
+    /// Files under the table that no version its log holds references: what a writer killed
+    /// between writing its files and committing them leaves behind (`None` for a status at an
+    /// earlier version). Readers never see them; `lake vacuum` deletes them once they are older
+    /// than the retention.
+    pub orphans: Option<Orphans>,
+}
+
+/// Files under a table that no commit of its log references (see [`TableStatus::orphans`]).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Orphans {
+    /// How many.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Their paths, relative to the table's root, sorted.
+    pub paths: Vec<String>,
 }
 
 /// Builder for `lake status` (see [`Lakehouse::status`]).
@@ -754,7 +770,13 @@ impl StatusBuilder {
                 None => lake.try_table(&id).await?,
             };
             out.push(match table {
-                Some(table) => table_status(lake, &id, &table).await?,
+                Some(table) => {
+                    let mut status = table_status(lake, &id, &table).await?;
+                    if self.version.is_none() {
+                        status.orphans = Some(orphans(&id, &table).await?);
+                    }
+                    status
+                }
                 None => TableStatus {
                     table: id.to_string(),
                     url: lake.table_url(&id).to_string(),
@@ -763,6 +785,7 @@ impl StatusBuilder {
                     last_checkpoint: None,
                     checkpoint_interval: 0,
                     target_file_size: 0,
+                    orphans: None,
                 },
             });
         }
@@ -784,7 +807,55 @@ async fn table_status(lake: &Lakehouse, id: &TableId, table: &DeltaTable) -> Res
         last_checkpoint: last_checkpoint(table, id).await?,
         checkpoint_interval: config.checkpoint_interval().get(),
         target_file_size: config.target_file_size().get(),
+        orphans: None,
     })
+}
+
+/// The files under `table` that neither its latest snapshot nor any commit its log still holds
+/// (an add or a remove) names: the same files vacuum's full mode would delete, less the files of
+/// earlier versions. Hidden entries (`_delta_log`, manifests, names starting with `_` or `.`) are
+/// not data files, except partition folders (`column=value`).
+async fn orphans(id: &TableId, table: &DeltaTable) -> Result<Orphans> {
+    use futures::TryStreamExt;
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    let parse = |p: &str| ObjectPath::parse(p).unwrap_or_else(|_| ObjectPath::from(p));
+    let mut referenced: std::collections::HashSet<ObjectPath> = state
+        .log_data()
+        .iter()
+        .map(|f| parse(f.path().as_ref()))
+        .collect();
+    let latest = table.version().unwrap_or(0);
+    for (_, commit) in log::read_commits(&table.log_store(), id, 0, latest).await? {
+        for c in commit.iter() {
+            referenced.extend(c.adds().map(|a| parse(&a.path)));
+            referenced.extend(c.removes().map(|r| parse(&r.path)));
+        }
+    }
+    let partitions = state.metadata().partition_columns().to_vec();
+    let hidden = |p: &str| {
+        (p.starts_with('_') || p.starts_with('.'))
+            && !partitions.iter().any(|c| {
+                p.strip_prefix(c.as_str())
+                    .is_some_and(|r| r.starts_with('='))
+            })
+    };
+    let store = table.log_store().object_store(None);
+    let listed: Vec<_> = store
+        .list(None)
+        .try_collect()
+        .await
+        .map_err(|e| Error::store(table.table_url().to_string(), e))?;
+    let mut out = Orphans::default();
+    for meta in listed {
+        if hidden(meta.location.as_ref()) || referenced.contains(&meta.location) {
+            continue;
+        }
+        out.files += 1;
+        out.bytes += meta.size;
+        out.paths.push(meta.location.to_string());
+    }
+    out.paths.sort();
+    Ok(out)
 }
 
 /// The version in `_delta_log/_last_checkpoint`, if the table has one.

@@ -187,8 +187,10 @@ impl Target {
     /// [`COMMIT_ATTEMPTS`] rounds. With [`Txn::exactly_once`], a transaction already at or past
     /// `txn.version` (an earlier run that died before its next step, or another writer of the
     /// same drop) means the work is done: the files are deleted and [`Committed::AlreadyThere`]
-    /// is returned. On every error the files are deleted: a writer that gives up leaves nothing
-    /// behind but what vacuum would remove anyway. After the commit, the table's symlink
+    /// is returned. On an error the files are deleted when the store's answers show the commit
+    /// did not land; when a request got no answer (it may still land) or the log cannot be
+    /// read, they are kept and [`Error::CommitUnknown`] returned: a writer that gives up
+    /// leaves nothing behind but what vacuum would remove anyway. After the commit, the table's symlink
     /// manifests are brought up to date when it asks for them.
     pub(crate) async fn commit(
         &mut self,
@@ -199,8 +201,38 @@ impl Target {
         metadata: serde_json::Value,
     ) -> Result<Committed> {
         let started = std::time::Instant::now();
-        let committed = self.commit_files(&adds, &change, &txn, key, metadata).await;
-        if !matches!(committed, Ok(Committed::Version(_))) {
+        let start = self.state.version();
+        let mut committed = self
+            .commit_files(&adds, &change, &txn, key, start, metadata)
+            .await;
+        if let Err(e) = &committed {
+            // The commit may have landed though its answer was lost (a connection dropped or a
+            // 5xx after the store wrote it): then the files are the table's and must stay.
+            // A request that got no answer at all (timed out, connection cut) may still land
+            // after the log was read; when that is so, or the log cannot be read to tell, the
+            // files stay too (orphans at worst, which vacuum removes after the retention):
+            // only files known to be uncommitted, after answers from the store, are deleted.
+            match self.landed(&adds, start).await {
+                Ok(Some(version)) => committed = Ok(Committed::Version(version)),
+                Ok(None) if !unanswered(e) => self.discard(&adds).await,
+                Ok(None) => {
+                    return Err(Error::CommitUnknown {
+                        table: self.id.to_string(),
+                        error: e.to_string(),
+                        check: "a request of the commit got no answer from the store and may \
+                                still land; it is not in the log yet"
+                            .to_string(),
+                    });
+                }
+                Err(check) => {
+                    return Err(Error::CommitUnknown {
+                        table: self.id.to_string(),
+                        error: e.to_string(),
+                        check: check.to_string(),
+                    });
+                }
+            }
+        } else if let Ok(Committed::AlreadyThere) = committed {
             self.discard(&adds).await;
         }
         match &committed {
@@ -213,7 +245,7 @@ impl Target {
                 "already committed by an earlier run; files discarded"
             ),
             Err(e) => {
-                tracing::warn!(table = %self.id, error = %e, "commit failed; files discarded")
+                tracing::warn!(table = %self.id, error = %e, "commit failed; its files deleted")
             }
         }
         let committed = committed?;
@@ -223,12 +255,33 @@ impl Target {
         Ok(committed)
     }
 
+    /// The version after `start` whose commit added the first of `adds`, if one did (this
+    /// writer's commit landed though it was not told so). Moves the snapshot to the latest.
+    async fn landed(&mut self, adds: &[Add], start: u64) -> Result<Option<u64>> {
+        let Some(first) = adds.first() else {
+            return Ok(None);
+        };
+        self.state
+            .update(self.log_store.as_ref(), None)
+            .await
+            .map_err(|e| Error::delta(&self.id, e))?;
+        self.txns.lock().expect("txn cache").clear();
+        let latest = self.state.version();
+        let commits =
+            crate::lake::log::read_commits(&self.log_store, &self.id, start + 1, latest).await?;
+        Ok(commits.into_iter().find_map(|(v, c)| {
+            c.is_some_and(|c| c.adds().any(|a| a.path == first.path))
+                .then_some(v)
+        }))
+    }
+
     async fn commit_files(
         &mut self,
         adds: &[Add],
         change: &Change,
         txn: &Txn<'_>,
         key: &str,
+        start: u64,
         metadata: serde_json::Value,
     ) -> Result<Committed> {
         let mut last_error = String::new();
@@ -241,6 +294,11 @@ impl Target {
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
+                // A lost race may have been lost to this writer's own commit, whose answer
+                // never came (the store retried a PUT it had already applied).
+                if let Some(version) = self.landed(adds, start).await? {
+                    return Ok(Committed::Version(version));
+                }
                 self.txns.lock().expect("txn cache").clear();
                 self.state
                     .update(self.log_store.as_ref(), None)
@@ -416,6 +474,21 @@ fn backoff(attempt: u32) -> std::time::Duration {
 
 /// Lost races worth another round: the version was taken, the immediate retries ran out, or a
 /// concurrent transaction with the same application id won (the next round sees it).
+/// Whether `e` came from a request to the store that got no answer (a timeout, a connection
+/// cut after the request was sent): the store may still apply it later. A refused connection
+/// (nothing was sent), an answer with a status, a conflict or a local error are definite.
+fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
+    use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<HttpError>() {
+            return !matches!(h.kind(), HttpErrorKind::Connect);
+        }
+        next = e.source();
+    }
+    false
+}
+
 fn is_retryable(e: &DeltaTableError) -> bool {
     use deltalake::kernel::transaction::TransactionError;
     match e {
@@ -654,6 +727,32 @@ fn indexed_columns<'a, C: std::ops::Deref<Target = [String]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requests_without_an_answer_leave_a_commit_unknown() {
+        use deltalake::logstore::object_store::client::{HttpError, HttpErrorKind};
+        let io = || std::io::Error::other("cut");
+        let wrapped = |kind| deltalake::logstore::object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(HttpError::new(kind, io())),
+        };
+        for kind in [
+            HttpErrorKind::Timeout,
+            HttpErrorKind::Interrupted,
+            HttpErrorKind::Request,
+            HttpErrorKind::Unknown,
+        ] {
+            assert!(unanswered(&wrapped(kind)), "{kind:?}");
+        }
+        assert!(!unanswered(&wrapped(HttpErrorKind::Connect)));
+        assert!(!unanswered(&io()));
+        let gave_up = Error::CommitGaveUp {
+            table: "bronze.t".into(),
+            attempts: 3,
+            last_error: "version 4 exists".into(),
+        };
+        assert!(!unanswered(&gave_up));
+    }
 
     #[test]
     fn statistics_go_to_the_columns_delta_indexes() {
