@@ -333,7 +333,9 @@ pub fn grow(
     for &r in rows {
         node_of[r as usize] = 0;
     }
-    let root: Vec<Built> = rows
+    // The root's rows, then (overwritten level by level) the rows of each level's smaller
+    // children: one buffer per tree, never more rows than the root's.
+    let mut built: Vec<Built> = rows
         .iter()
         .map(|&r| Built {
             row: r,
@@ -341,7 +343,9 @@ pub fn grow(
             gh: stats.gh[r as usize],
         })
         .collect();
-    let hist = level_hists(binned, &root, 1).pop().unwrap_or_default();
+    let hist = level_hists(binned, &[&built], 1)
+        .pop()
+        .unwrap_or_default();
     let mut sums = hist
         .first()
         .into_iter()
@@ -378,7 +382,7 @@ pub fn grow(
             route: &route,
             small: &small,
         };
-        let (build, counts) = routing.rows(rows, &mut node_of);
+        let (build, counts) = routing.rows(rows, &mut node_of, &mut built);
         if !stats.count_is_h {
             // The children's rows, counted while routing (the split only estimated them).
             for (_, l, ls, rs) in &mut splits {
@@ -391,8 +395,11 @@ pub fn grow(
     (Tree { nodes }, node_of)
 }
 
-/// Where a split node sends a row: (feature, bin, left child, right child).
-type Route = Option<(usize, usize, u32, u32)>;
+/// Where a node sends a row: (feature, bin, left child, step): codes at or below the bin go to
+/// the left child, the others to the left child plus the step (the right child, next to it).
+/// Every node has one, so routing takes no branch per row: a node that does not split sends its
+/// rows to itself (step 0).
+type Route = (usize, u8, u32, u32);
 
 /// A node split at this level: the pending node, its left child (the right is next) and the
 /// children's sums.
@@ -409,7 +416,7 @@ fn decide_level(
     rng: &mut ChaCha8Rng,
     nodes: &mut Vec<Node>,
 ) -> (Vec<Route>, Vec<Split>) {
-    let mut route: Vec<Route> = Vec::new();
+    let mut route: Vec<Route> = (0..nodes.len() as u32).map(|i| (0, u8::MAX, i, 0)).collect();
     let mut splits = Vec::new();
     for p in level {
         let allowed = feature_subset(binned.nfeat, params.max_features, rng);
@@ -443,10 +450,7 @@ fn decide_level(
             gain,
             weight: p.sums.h,
         };
-        if route.len() <= p.node {
-            route.resize(p.node + 1, None);
-        }
-        route[p.node] = Some((feature, bin, l as u32, l as u32 + 1));
+        route[p.node] = (feature, bin as u8, l as u32, 1);
         splits.push((p, l, left_sums, right_sums));
     }
     (route, splits)
@@ -489,78 +493,96 @@ struct Routing<'a> {
 impl Routing<'_> {
     /// Moves the rows of split nodes to their children. Returns the rows that went to a smaller
     /// child, in row order (the next histogram pass reads only those, instead of every row with
-    /// a branch per row that the CPU cannot predict), and how many rows each node received. The
-    /// rows (ascending) are cut into one run per thread, each owning its own range of `node_of`;
-    /// the runs' lists are joined in order, so the result does not depend on the number of
-    /// threads.
-    fn rows(&self, rows: &[u32], node_of: &mut [u32]) -> (Vec<Built>, Vec<u32>) {
+    /// a branch per row that the CPU cannot predict), as segments of `buf` (which holds at least
+    /// `rows.len()` entries), and how many rows each node received. The rows (ascending) are cut
+    /// into one run per thread, each owning its own range of `node_of` and of `buf`; the runs'
+    /// segments are read in order, so the result does not depend on the number of threads.
+    fn rows<'b>(
+        &self,
+        rows: &[u32],
+        node_of: &mut [u32],
+        buf: &'b mut [Built],
+    ) -> (Vec<&'b [Built]>, Vec<u32>) {
         let threads = rayon::current_num_threads().max(1);
         if threads == 1 || rows.len() < 1 << 16 || !rows.is_sorted() {
-            return self.run(rows, node_of, 0);
+            let (seg, counts) = self.run(rows, node_of, 0, buf);
+            return (vec![seg], counts);
         }
         let per = rows.len().div_ceil(threads);
         let mut runs = Vec::with_capacity(threads);
         let (mut rest, mut offset) = (node_of, 0usize);
+        let mut free = buf;
         let chunks: Vec<&[u32]> = rows.chunks(per).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let end = chunks
                 .get(i + 1)
                 .map_or(offset + rest.len(), |c| c[0] as usize);
             let (head, tail) = rest.split_at_mut(end - offset);
-            runs.push((*chunk, head, offset));
-            (rest, offset) = (tail, end);
+            let (space, more) = std::mem::take(&mut free).split_at_mut(chunk.len());
+            runs.push((*chunk, head, offset, space));
+            (rest, offset, free) = (tail, end, more);
         }
-        let lists: Vec<(Vec<Built>, Vec<u32>)> = runs
+        let lists: Vec<(&'b [Built], Vec<u32>)> = runs
             .into_par_iter()
-            .map(|(chunk, part, offset)| self.run(chunk, part, offset))
+            .map(|(chunk, part, offset, space)| self.run(chunk, part, offset, space))
             .collect();
         let mut counts = vec![0u32; self.small.len()];
         for (_, c) in &lists {
             counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
         }
-        (lists.into_iter().flat_map(|(b, _)| b).collect(), counts)
+        (lists.into_iter().map(|(b, _)| b).collect(), counts)
     }
 
-    /// [`Routing::rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node.
-    fn run(&self, rows: &[u32], node_of: &mut [u32], offset: usize) -> (Vec<Built>, Vec<u32>) {
+    /// [`Routing::rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node. Takes no
+    /// branch that depends on the data: every node has a route, the child is computed, and
+    /// every row is written to `buf` at the next free place, which only advances for rows of a
+    /// smaller child.
+    fn run<'b>(
+        &self,
+        rows: &[u32],
+        node_of: &mut [u32],
+        offset: usize,
+        buf: &'b mut [Built],
+    ) -> (&'b [Built], Vec<u32>) {
         let nfeat = self.binned.nfeat;
         let n_nodes = self.small.len();
-        let mut build = Vec::with_capacity(rows.len() / 2);
+        let mut k = 0usize;
         // Four interleaved counters per node: consecutive rows of one node would otherwise wait
         // on each other's increment of the same counter.
         let mut counts4 = vec![0u32; 4 * n_nodes];
         for &r in rows {
             let ri = r as usize;
             let at = &mut node_of[ri - offset];
-            if let Some(Some((f, b, l, rr))) = self.route.get(*at as usize) {
-                let to = if self.binned.codes[ri * nfeat + f] as usize <= *b {
-                    *l
-                } else {
-                    *rr
-                };
-                *at = to;
-                counts4[(ri & 3) * n_nodes + to as usize] += 1;
-                let slot = self.small[to as usize];
-                if slot != u32::MAX {
-                    build.push(Built {
-                        row: r,
-                        slot,
-                        gh: self.stats.gh[ri],
-                    });
-                }
-            }
+            let (f, b, l, step) = self.route[*at as usize];
+            let right = u32::from(self.binned.codes[ri * nfeat + f] > b);
+            let to = l + right * step;
+            *at = to;
+            counts4[(ri & 3) * n_nodes + to as usize] += 1;
+            let slot = self.small[to as usize];
+            buf[k] = Built {
+                row: r,
+                slot,
+                gh: self.stats.gh[ri],
+            };
+            k += usize::from(slot != u32::MAX);
         }
         let counts = (0..n_nodes)
             .map(|i| (0..4).map(|k| counts4[k * n_nodes + i]).sum())
             .collect();
-        (build, counts)
+        let buf: &'b [Built] = buf;
+        (&buf[..k], counts)
     }
 }
 
 /// The next level's pending nodes: the histograms of each split's smaller child from its rows
 /// (`build`: the rows of the smaller children, one pass), its sibling's by subtraction from the
 /// parent.
-fn next_level(splits: Vec<Split>, binned: &Binned, build: &[Built], slots: &[u32]) -> Vec<Pending> {
+fn next_level(
+    splits: Vec<Split>,
+    binned: &Binned,
+    build: &[&[Built]],
+    slots: &[u32],
+) -> Vec<Pending> {
     // The children `route_rows` collected the rows of (chosen before the rows were counted);
     // none for children that will be leaves.
     let small: Vec<Option<usize>> = splits
@@ -605,7 +627,7 @@ fn next_level(splits: Vec<Split>, binned: &Binned, build: &[Built], slots: &[u32
 /// The `slots` histograms of one pass over `rows`, each row counted in its slot's histogram.
 /// Features are split among the threads; each feature's cells are summed in row order, so the
 /// sums do not depend on the number of threads.
-fn level_hists(binned: &Binned, rows: &[Built], slots: usize) -> Vec<Hist> {
+fn level_hists(binned: &Binned, rows: &[&[Built]], slots: usize) -> Vec<Hist> {
     let nfeat = binned.nfeat;
     let groups = rayon::current_num_threads().clamp(1, nfeat.max(1));
     let ranges: Vec<std::ops::Range<usize>> = (0..groups)
@@ -615,7 +637,7 @@ fn level_hists(binned: &Binned, rows: &[Built], slots: usize) -> Vec<Hist> {
         .par_iter()
         .map(|fr| {
             let mut h: Vec<Hist> = vec![vec![[Bin::default(); MAX_BINS]; fr.len()]; slots];
-            for b in rows {
+            for b in rows.iter().flat_map(|s| s.iter()) {
                 let r = b.row as usize;
                 let (g, hh) = (f64::from(b.gh[0]), f64::from(b.gh[1]));
                 let codes = &binned.codes[r * nfeat + fr.start..r * nfeat + fr.end];
