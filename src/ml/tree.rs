@@ -13,6 +13,8 @@
 //! go to the lower feature and bin, so the same data and seed give the same tree bit for bit,
 //! whatever the number of threads.
 
+use std::ops::Range;
+
 use rand::Rng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -76,9 +78,20 @@ impl Bins {
                     }
                 }
             });
+        // The same codes by feature, for partitioning a node's rows by its split's feature.
+        let mut by_feature = vec![0u8; n * nfeat];
+        by_feature
+            .par_chunks_mut(n.max(1))
+            .enumerate()
+            .for_each(|(f, out)| {
+                for (r, c) in out.iter_mut().enumerate() {
+                    *c = codes[r * nfeat + f];
+                }
+            });
         Binned {
             nfeat,
             codes,
+            by_feature,
             nbins: self.thresholds.iter().map(|t| t.len() + 1).collect(),
             thresholds: self.thresholds.clone(),
         }
@@ -92,10 +105,20 @@ pub struct Binned {
     pub nfeat: usize,
     /// `codes[row * nfeat + f]`: the bin of feature `f` in `row`.
     pub codes: Vec<u8>,
+    /// `by_feature[f * rows + row]`: the same codes, feature by feature.
+    pub by_feature: Vec<u8>,
     /// Bins per feature.
     pub nbins: Vec<usize>,
     /// Edges per feature (see [`Bins`]).
     pub thresholds: Vec<Vec<f64>>,
+}
+
+impl Binned {
+    /// The codes of feature `f`, by row.
+    pub fn column(&self, f: usize) -> &[u8] {
+        let n = self.codes.len() / self.nfeat.max(1);
+        &self.by_feature[f * n..(f + 1) * n]
+    }
 }
 
 fn bin_of(thresholds: &[f64], x: f64) -> u8 {
@@ -317,10 +340,11 @@ struct Pending {
 /// for every row, the leaf it ends in (`u32::MAX` for rows not in `rows`), so a booster updates
 /// its predictions without walking the tree.
 ///
-/// Each depth costs two sequential passes over `rows`: one routes every row to its child, one
-/// builds the histograms of the smaller child of every split (the other child is the parent minus
-/// it). Sequential passes keep the row-major codes and the 8-byte stats streaming from memory
-/// instead of being gathered node by node.
+/// The rows are kept in one list grouped by node, each node's rows a contiguous segment in
+/// ascending row order (LightGBM's data partition). Each depth costs one stable partition of
+/// every split node's segment by the split feature's column of codes (a byte and an index a
+/// row; rows of nodes that stopped splitting are not touched again), and one histogram pass over
+/// the segments of the smaller children (the other child is the parent minus it).
 pub fn grow(
     binned: &Binned,
     rows: &[u32],
@@ -329,23 +353,11 @@ pub fn grow(
     leaf: LeafValue,
     rng: &mut ChaCha8Rng,
 ) -> (Tree, Vec<u32>) {
-    let mut node_of = vec![u32::MAX; stats.gh.len()];
-    for &r in rows {
-        node_of[r as usize] = 0;
-    }
-    // The root's rows, then (overwritten level by level) the rows of each level's smaller
-    // children: one buffer per tree, never more rows than the root's.
-    let mut built: Vec<Built> = rows
-        .iter()
-        .map(|&r| Built {
-            row: r,
-            slot: 0,
-            gh: stats.gh[r as usize],
-        })
-        .collect();
-    let hist = level_hists(binned, &[&built], 1)
-        .pop()
-        .unwrap_or_default();
+    let mut order: Vec<u32> = rows.to_vec();
+    let mut scratch = vec![0u32; rows.len()];
+    // Each node's rows: a range of `order` (a split node's range is its children's).
+    let mut segment: Vec<Range<usize>> = vec![0..rows.len()];
+    let hist = level_hists(binned, stats, &[rows]).pop().unwrap_or_default();
     let mut sums = hist
         .first()
         .into_iter()
@@ -371,43 +383,65 @@ pub fn grow(
         sums,
     }];
     while !level.is_empty() {
-        let (route, mut splits) = decide_level(level, binned, params, leaf, rng, &mut nodes);
+        let mut splits = decide_level(level, binned, params, leaf, rng, &mut nodes);
         if splits.is_empty() {
             break;
         }
-        let small = smaller_children(&splits, nodes.len(), params.max_depth);
-        let routing = Routing {
-            binned,
-            stats,
-            route: &route,
-            small: &small,
-        };
-        let (build, counts) = routing.rows(rows, &mut node_of, &mut built);
+        // The child whose histogram is built from its rows: the one the split expects to be
+        // smaller; none when the children are at the maximum depth and so leaves whatever their
+        // rows (a fifth of a depth-6 tree's histogram work).
+        let small: Vec<Option<usize>> = splits
+            .iter()
+            .map(|s| {
+                (s.parent.depth + 1 < params.max_depth).then_some(
+                    if s.left_sums.n <= s.right_sums.n {
+                        s.left
+                    } else {
+                        s.left + 1
+                    },
+                )
+            })
+            .collect();
+        segment.resize(nodes.len(), 0..0);
+        partition(binned, &splits, &mut order, &mut scratch, &mut segment);
         if !stats.count_is_h {
-            // The children's rows, counted while routing (the split only estimated them).
-            for (_, l, ls, rs) in &mut splits {
-                ls.n = f64::from(counts[*l]);
-                rs.n = f64::from(counts[*l + 1]);
+            // The children's rows, counted by the partition (the split only estimated them).
+            for s in &mut splits {
+                s.left_sums.n = segment[s.left].len() as f64;
+                s.right_sums.n = segment[s.left + 1].len() as f64;
             }
         }
-        level = next_level(splits, binned, &build, &small);
+        let slots: Vec<&[u32]> = small
+            .iter()
+            .flatten()
+            .map(|&c| &order[segment[c].clone()])
+            .collect();
+        level = next_level(splits, level_hists(binned, stats, &slots), &small);
+    }
+    let mut node_of = vec![u32::MAX; stats.gh.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        if let Node::Leaf { .. } = node {
+            for &r in &order[segment[i].clone()] {
+                node_of[r as usize] = i as u32;
+            }
+        }
     }
     (Tree { nodes }, node_of)
 }
 
-/// Where a node sends a row: (feature, bin, left child, step): codes at or below the bin go to
-/// the left child, the others to the left child plus the step (the right child, next to it).
-/// Every node has one, so routing takes no branch per row: a node that does not split sends its
-/// rows to itself (step 0).
-type Route = (usize, u8, u32, u32);
-
-/// A node split at this level: the pending node, its left child (the right is next) and the
-/// children's sums.
-type Split = (Pending, usize, Cell, Cell);
+/// A node split at this level: the pending node, its split (rows whose code of `feature` is at
+/// or below `bin` go left), its left child (the right is next) and the children's sums.
+struct Split {
+    parent: Pending,
+    feature: usize,
+    bin: u8,
+    left: usize,
+    left_sums: Cell,
+    right_sums: Cell,
+}
 
 /// Decides every node of a level, in order (the feature draws are part of the seed's stream):
-/// a leaf, or a split whose two children are appended to `nodes`. Returns each split node's
-/// route (indexed by node) and the splits.
+/// a leaf, or a split whose two children are appended to `nodes`.
 fn decide_level(
     level: Vec<Pending>,
     binned: &Binned,
@@ -415,8 +449,7 @@ fn decide_level(
     leaf: LeafValue,
     rng: &mut ChaCha8Rng,
     nodes: &mut Vec<Node>,
-) -> (Vec<Route>, Vec<Split>) {
-    let mut route: Vec<Route> = (0..nodes.len() as u32).map(|i| (0, u8::MAX, i, 0)).collect();
+) -> Vec<Split> {
     let mut splits = Vec::new();
     for p in level {
         let allowed = feature_subset(binned.nfeat, params.max_features, rng);
@@ -450,158 +483,112 @@ fn decide_level(
             gain,
             weight: p.sums.h,
         };
-        route[p.node] = (feature, bin as u8, l as u32, 1);
-        splits.push((p, l, left_sums, right_sums));
+        splits.push(Split {
+            parent: p,
+            feature,
+            // A split is never after the last bin, so its bin is at most 254.
+            bin: bin as u8,
+            left: l,
+            left_sums,
+            right_sums,
+        });
     }
-    (route, splits)
+    splits
 }
 
-/// Returns, by node, the slot of its histogram among this level's smaller children (in split
-/// order), or `u32::MAX`. Children at the maximum depth are leaves whatever their rows: no
-/// histogram is built for them (a fifth of a depth-6 tree's histogram work).
-fn smaller_children(splits: &[Split], n_nodes: usize, max_depth: usize) -> Vec<u32> {
-    let mut small = vec![u32::MAX; n_nodes];
-    let mut slot = 0;
-    for (p, l, ls, rs) in splits {
-        if p.depth + 1 >= max_depth {
-            continue;
-        }
-        small[if ls.n <= rs.n { *l } else { l + 1 }] = slot;
-        slot += 1;
-    }
-    small
-}
+/// Rows per partition task: a split node's segment is cut into runs of about this many rows, so
+/// both cores share a level whatever its nodes' sizes.
+const PARTITION_RUN: usize = 1 << 15;
 
-/// A row of a histogram pass: its histogram's slot and its statistics, gathered while routing so
-/// the pass streams them instead of looking each one up.
-#[derive(Clone, Copy)]
-struct Built {
-    row: u32,
-    slot: u32,
-    gh: [f32; 2],
-}
-
-/// What routing a level's rows needs: the codes, the rows' statistics, each split node's route
-/// and each node's histogram slot ([`smaller_children`]).
-struct Routing<'a> {
-    binned: &'a Binned,
-    stats: &'a Stats,
-    route: &'a [Route],
-    small: &'a [u32],
-}
-
-impl Routing<'_> {
-    /// Moves the rows of split nodes to their children. Returns the rows that went to a smaller
-    /// child, in row order (the next histogram pass reads only those, instead of every row with
-    /// a branch per row that the CPU cannot predict), as segments of `buf` (which holds at least
-    /// `rows.len()` entries), and how many rows each node received. The rows (ascending) are cut
-    /// into one run per thread, each owning its own range of `node_of` and of `buf`; the runs'
-    /// segments are read in order, so the result does not depend on the number of threads.
-    fn rows<'b>(
-        &self,
-        rows: &[u32],
-        node_of: &mut [u32],
-        buf: &'b mut [Built],
-    ) -> (Vec<&'b [Built]>, Vec<u32>) {
-        let threads = rayon::current_num_threads().max(1);
-        if threads == 1 || rows.len() < 1 << 16 || !rows.is_sorted() {
-            let (seg, counts) = self.run(rows, node_of, 0, buf);
-            return (vec![seg], counts);
-        }
-        let per = rows.len().div_ceil(threads);
-        let mut runs = Vec::with_capacity(threads);
-        let (mut rest, mut offset) = (node_of, 0usize);
-        let mut free = buf;
-        let chunks: Vec<&[u32]> = rows.chunks(per).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let end = chunks
-                .get(i + 1)
-                .map_or(offset + rest.len(), |c| c[0] as usize);
-            let (head, tail) = rest.split_at_mut(end - offset);
-            let (space, more) = std::mem::take(&mut free).split_at_mut(chunk.len());
-            runs.push((*chunk, head, offset, space));
-            (rest, offset, free) = (tail, end, more);
-        }
-        let lists: Vec<(&'b [Built], Vec<u32>)> = runs
-            .into_par_iter()
-            .map(|(chunk, part, offset, space)| self.run(chunk, part, offset, space))
-            .collect();
-        let mut counts = vec![0u32; self.small.len()];
-        for (_, c) in &lists {
-            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
-        }
-        (lists.into_iter().map(|(b, _)| b).collect(), counts)
-    }
-
-    /// [`Routing::rows`] for one run of rows; `node_of[i]` is row `offset + i`'s node. Takes no
-    /// branch that depends on the data: every node has a route, the child is computed, and
-    /// every row is written to `buf` at the next free place, which only advances for rows of a
-    /// smaller child.
-    fn run<'b>(
-        &self,
-        rows: &[u32],
-        node_of: &mut [u32],
-        offset: usize,
-        buf: &'b mut [Built],
-    ) -> (&'b [Built], Vec<u32>) {
-        let nfeat = self.binned.nfeat;
-        let n_nodes = self.small.len();
-        let mut k = 0usize;
-        // Four interleaved counters per node: consecutive rows of one node would otherwise wait
-        // on each other's increment of the same counter.
-        let mut counts4 = vec![0u32; 4 * n_nodes];
-        for &r in rows {
-            let ri = r as usize;
-            let at = &mut node_of[ri - offset];
-            let (f, b, l, step) = self.route[*at as usize];
-            let right = u32::from(self.binned.codes[ri * nfeat + f] > b);
-            let to = l + right * step;
-            *at = to;
-            counts4[(ri & 3) * n_nodes + to as usize] += 1;
-            let slot = self.small[to as usize];
-            buf[k] = Built {
-                row: r,
-                slot,
-                gh: self.stats.gh[ri],
-            };
-            k += usize::from(slot != u32::MAX);
-        }
-        let counts = (0..n_nodes)
-            .map(|i| (0..4).map(|k| counts4[k * n_nodes + i]).sum())
-            .collect();
-        let buf: &'b [Built] = buf;
-        (&buf[..k], counts)
-    }
-}
-
-/// The next level's pending nodes: the histograms of each split's smaller child from its rows
-/// (`build`: the rows of the smaller children, one pass), its sibling's by subtraction from the
-/// parent.
-fn next_level(
-    splits: Vec<Split>,
+/// Splits the segment of every split node into its children's segments, stably (each child's
+/// rows stay ascending). The runs of all segments are partitioned in parallel, each into its
+/// own ranges of `order` (rows going left, at the run's start) and `scratch` (rows going right);
+/// the runs of a segment are then joined in order: lefts, then rights.
+fn partition(
     binned: &Binned,
-    build: &[&[Built]],
-    slots: &[u32],
-) -> Vec<Pending> {
-    // The children `route_rows` collected the rows of (chosen before the rows were counted);
-    // none for children that will be leaves.
-    let small: Vec<Option<usize>> = splits
-        .iter()
-        .map(|(_, l, _, _)| match (slots[*l], slots[l + 1]) {
-            (u32::MAX, u32::MAX) => None,
-            (u32::MAX, _) => Some(l + 1),
-            _ => Some(*l),
-        })
+    splits: &[Split],
+    order: &mut [u32],
+    scratch: &mut [u32],
+    segment: &mut [Range<usize>],
+) {
+    // (run, feature, bin), by position in `order`.
+    let mut runs: Vec<(Range<usize>, usize, u8)> = Vec::new();
+    let mut by_start: Vec<&Split> = splits.iter().collect();
+    by_start.sort_by_key(|s| segment[s.parent.node].start);
+    for s in &by_start {
+        let seg = segment[s.parent.node].clone();
+        let mut at = seg.start;
+        while at < seg.end {
+            let end = (at + PARTITION_RUN).min(seg.end);
+            runs.push((at..end, s.feature, s.bin));
+            at = end;
+        }
+    }
+    let mut tasks = Vec::with_capacity(runs.len());
+    let (mut rest_o, mut rest_s, mut at) = (&mut *order, &mut *scratch, 0usize);
+    for (run, feature, bin) in &runs {
+        let (_, o) = std::mem::take(&mut rest_o).split_at_mut(run.start - at);
+        let (o, more_o) = o.split_at_mut(run.len());
+        let (_, t) = std::mem::take(&mut rest_s).split_at_mut(run.start - at);
+        let (t, more_s) = t.split_at_mut(run.len());
+        tasks.push((o, t, binned.column(*feature), *bin));
+        (rest_o, rest_s, at) = (more_o, more_s, run.end);
+    }
+    let lefts: Vec<usize> = tasks
+        .into_par_iter()
+        .map(|(rows, right, column, bin)| stable_partition(rows, right, column, bin))
         .collect();
-    let mut built = level_hists(binned, build, small.iter().flatten().count()).into_iter();
+    // Join each segment's runs: their lefts moved down in order, then their rights.
+    let mut k = 0;
+    for s in by_start {
+        let seg = segment[s.parent.node].clone();
+        let first = k;
+        let mut write = seg.start;
+        while k < runs.len() && runs[k].0.start < seg.end {
+            let run = &runs[k].0;
+            order.copy_within(run.start..run.start + lefts[k], write);
+            write += lefts[k];
+            k += 1;
+        }
+        let mid = write;
+        for (i, (run, _, _)) in runs.iter().enumerate().take(k).skip(first) {
+            let n = run.len() - lefts[i];
+            order[write..write + n].copy_from_slice(&scratch[run.start..run.start + n]);
+            write += n;
+        }
+        segment[s.left] = seg.start..mid;
+        segment[s.left + 1] = mid..seg.end;
+    }
+}
+
+/// Moves the rows whose code in `column` is at or below `bin` to the front of `rows` and the
+/// others to the front of `right`, both in their order; returns how many went left. No branch
+/// depends on the data: every row is written to both places, and only one of them advances.
+fn stable_partition(rows: &mut [u32], right: &mut [u32], column: &[u8], bin: u8) -> usize {
+    let (mut nl, mut nr) = (0, 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let goes_right = column[r as usize] > bin;
+        rows[nl] = r;
+        right[nr] = r;
+        nl += usize::from(!goes_right);
+        nr += usize::from(goes_right);
+    }
+    nl
+}
+
+/// The next level's pending nodes: each split's smaller child (`small`) takes its histogram from
+/// `built` (in split order), its sibling's is the parent's minus it.
+fn next_level(splits: Vec<Split>, built: Vec<Hist>, small: &[Option<usize>]) -> Vec<Pending> {
+    let mut built = built.into_iter();
     let mut next = Vec::with_capacity(2 * splits.len());
-    for ((p, l, ls, rs), small_node) in splits.into_iter().zip(small) {
+    for (s, small_node) in splits.into_iter().zip(small) {
         let (lh, rh) = match small_node {
             None => (Hist::new(), Hist::new()),
             Some(small_node) => {
                 let sh = built.next().expect("one histogram per smaller child");
-                let big = subtract(&p.hist, &sh);
-                if small_node == l {
+                let big = subtract(&s.parent.hist, &sh);
+                if *small_node == s.left {
                     (sh, big)
                 } else {
                     (big, sh)
@@ -609,46 +596,52 @@ fn next_level(
             }
         };
         next.push(Pending {
-            node: l,
-            depth: p.depth + 1,
+            node: s.left,
+            depth: s.parent.depth + 1,
             hist: lh,
-            sums: ls,
+            sums: s.left_sums,
         });
         next.push(Pending {
-            node: l + 1,
-            depth: p.depth + 1,
+            node: s.left + 1,
+            depth: s.parent.depth + 1,
             hist: rh,
-            sums: rs,
+            sums: s.right_sums,
         });
     }
     next
 }
 
-/// The `slots` histograms of one pass over `rows`, each row counted in its slot's histogram.
-/// Features are split among the threads; each feature's cells are summed in row order, so the
-/// sums do not depend on the number of threads.
-fn level_hists(binned: &Binned, rows: &[&[Built]], slots: usize) -> Vec<Hist> {
+/// The histograms of `slots`, each from its rows (ascending). Features are split among the
+/// threads; each cell is summed in row order, so the sums do not depend on the number of
+/// threads.
+fn level_hists(binned: &Binned, stats: &Stats, slots: &[&[u32]]) -> Vec<Hist> {
     let nfeat = binned.nfeat;
     let groups = rayon::current_num_threads().clamp(1, nfeat.max(1));
-    let ranges: Vec<std::ops::Range<usize>> = (0..groups)
+    let ranges: Vec<Range<usize>> = (0..groups)
         .map(|g| g * nfeat / groups..(g + 1) * nfeat / groups)
         .collect();
     let parts: Vec<Vec<Hist>> = ranges
         .par_iter()
         .map(|fr| {
-            let mut h: Vec<Hist> = vec![vec![[Bin::default(); MAX_BINS]; fr.len()]; slots];
-            for b in rows.iter().flat_map(|s| s.iter()) {
-                let r = b.row as usize;
-                let (g, hh) = (f64::from(b.gh[0]), f64::from(b.gh[1]));
-                let codes = &binned.codes[r * nfeat + fr.start..r * nfeat + fr.end];
-                for (cells, &c) in h[b.slot as usize].iter_mut().zip(codes) {
-                    cells[c as usize].add(g, hh);
-                }
-            }
-            h
+            slots
+                .iter()
+                .map(|rows| {
+                    let mut h: Hist = vec![[Bin::default(); MAX_BINS]; fr.len()];
+                    for &r in *rows {
+                        let r = r as usize;
+                        let [g, hh] = stats.gh[r];
+                        let (g, hh) = (f64::from(g), f64::from(hh));
+                        let codes = &binned.codes[r * nfeat + fr.start..r * nfeat + fr.end];
+                        for (cells, &c) in h.iter_mut().zip(codes) {
+                            cells[c as usize].add(g, hh);
+                        }
+                    }
+                    h
+                })
+                .collect()
         })
         .collect();
-    let mut out: Vec<Hist> = vec![Vec::with_capacity(nfeat); slots];
+    let mut out: Vec<Hist> = vec![Vec::with_capacity(nfeat); slots.len()];
     for part in parts {
         for (o, h) in out.iter_mut().zip(part) {
             o.extend(h);
