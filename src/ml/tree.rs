@@ -356,8 +356,10 @@ pub fn grow(
     let mut order: Vec<u32> = rows.to_vec();
     let mut scratch = vec![0u32; rows.len()];
     // Each node's rows: a range of `order` (a split node's range is its children's).
-    let mut segment: Vec<Range<usize>> = vec![0..rows.len()];
-    let hist = level_hists(binned, stats, &[rows]).pop().unwrap_or_default();
+    let mut segment: Vec<Range<usize>> = std::iter::once(0..rows.len()).collect();
+    let hist = level_hists(binned, stats, &[rows])
+        .pop()
+        .unwrap_or_default();
     let mut sums = hist
         .first()
         .into_iter()
