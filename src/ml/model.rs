@@ -285,20 +285,20 @@ fn boost(
         gh: vec![[0.0; 2]; n],
         count_is_h: false,
     };
+    // Gradients and hessians of the log loss at the current scores.
+    let grad = |st: &mut [f32; 2], f: f64, y: f64| {
+        let p = sigmoid(f);
+        *st = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
+    };
+    stats
+        .gh
+        .par_iter_mut()
+        .zip(&f)
+        .zip(y)
+        .with_min_len(8192)
+        .for_each(|((st, &f), &y)| grad(st, f, y));
     let mut trees = Vec::with_capacity(params.trees);
     for i in 0..params.trees.max(1) {
-        // Gradients and hessians of the log loss at the current scores (rows outside the
-        // training set are computed too, and never read).
-        stats
-            .gh
-            .par_iter_mut()
-            .zip(&f)
-            .zip(y)
-            .with_min_len(8192)
-            .for_each(|((st, &f), &y)| {
-                let p = sigmoid(f);
-                *st = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
-            });
         let (tree, leaf_of) = grow(
             binned,
             rows,
@@ -309,13 +309,29 @@ fn boost(
             },
             &mut tree_rng(params.seed, i as u64),
         );
-        for &r in rows {
-            let r = r as usize;
-            if let Some(super::tree::Node::Leaf { value, .. }) = tree.nodes.get(leaf_of[r] as usize)
-            {
-                f[r] += value;
-            }
-        }
+        // Each row's score moves by its leaf's value, and its gradients follow, in one pass on
+        // every core (rows outside the training set keep theirs, and are never read).
+        let values: Vec<f64> = tree
+            .nodes
+            .iter()
+            .map(|n| match n {
+                super::tree::Node::Leaf { value, .. } => *value,
+                super::tree::Node::Split { .. } => 0.0,
+            })
+            .collect();
+        stats
+            .gh
+            .par_iter_mut()
+            .zip(&mut f)
+            .zip(y)
+            .zip(&leaf_of)
+            .with_min_len(8192)
+            .for_each(|(((st, f), &y), &leaf)| {
+                if let Some(v) = values.get(leaf as usize) {
+                    *f += v;
+                    grad(st, *f, y);
+                }
+            });
         trees.push(tree);
     }
     (base, trees)
