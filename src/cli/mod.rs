@@ -137,10 +137,13 @@ fn init_logs(verbose: u8) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    // The Delta kernel logs every snapshot it fails to load at ERROR, including the tables
+    // `lake init` looks for before it creates them; its errors reach berserkr as results and are
+    // reported there, with the table named, when they matter.
     let default = match verbose {
-        0 => "warn",
-        1 => "warn,berserkr=info",
-        _ => "warn,berserkr=debug",
+        0 => "warn,buoyant_kernel=off,delta_kernel=off",
+        1 => "warn,buoyant_kernel=off,delta_kernel=off,berserkr=info",
+        _ => "warn,buoyant_kernel=off,delta_kernel=off,berserkr=debug",
     };
     let filter = std::env::var("RUST_LOG")
         .ok()
