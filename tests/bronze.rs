@@ -451,19 +451,7 @@ fn cli_append_reports_json_and_exit_codes() {
         format!("{HEADER}1,A,x,1,2010-12-01 08:00:00,1.0,1.0,UK\n").as_bytes(),
     );
     std::fs::write(drops.join("b.csv.lzo"), b"garbage").unwrap();
-    let run = |args: &[&str]| {
-        let out = berserkr()
-            .arg("--lake")
-            .arg(&lake)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| run_cli(&lake, args);
     let (code, _, err) = run(&["lake", "append", drops.to_str().unwrap()]);
     assert_eq!(code, Some(2), "append before init is an error: {err}");
     assert!(err.contains("lake init"), "{err}");

@@ -204,24 +204,13 @@ async fn table_state(lake: &Lakehouse, t: &str) -> Result<TableState, String> {
         .map_err(|e| format!("{t}: {e}"))?;
     let mut content = BTreeMap::new();
     for b in batches {
-        let keys = deltalake::arrow::compute::cast(
-            b.column(0),
-            &deltalake::arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let keys = keys
-            .as_any()
-            .downcast_ref::<deltalake::arrow::array::StringArray>()
-            .unwrap();
-        let ns = deltalake::arrow::compute::cast(
-            b.column(1),
-            &deltalake::arrow::datatypes::DataType::Int64,
-        )
-        .unwrap();
-        let ns = ns
-            .as_any()
-            .downcast_ref::<deltalake::arrow::array::Int64Array>()
-            .unwrap();
+        use deltalake::arrow::array::AsArray;
+        use deltalake::arrow::compute::cast;
+        use deltalake::arrow::datatypes::{DataType, Int64Type};
+        let keys = cast(b.column(0), &DataType::Utf8).unwrap();
+        let keys = keys.as_string::<i32>();
+        let ns = cast(b.column(1), &DataType::Int64).unwrap();
+        let ns = ns.as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             let k = keys.value(i);
             let k = k.rsplit('/').next().unwrap_or(k).to_string();
@@ -712,12 +701,11 @@ async fn racing_writers_with_a_kill(store: Store) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let mut all: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/data/online-retail/drops"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let drops: Vec<PathBuf> = real_drops()
+        .into_iter()
+        .step_by(19)
+        .take(2 * WRITERS)
         .collect();
-    all.sort();
-    let drops: Vec<PathBuf> = all.into_iter().step_by(19).take(2 * WRITERS).collect();
     let reference = Lake::new(store, dir, "race-ref");
     reference.lake.init().await.unwrap();
     let t0 = reference.clone_to(dir, "race-t0").await;

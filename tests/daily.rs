@@ -15,17 +15,13 @@ use deltalake::arrow::datatypes::{DataType, Float64Type};
 
 /// The real drops shipped in the repo, in date order, whose day is in `from ..= to`.
 fn drops(from: &str, to: &str) -> Vec<PathBuf> {
-    let dir = repo().join("examples/data/online-retail/drops");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    real_drops()
+        .into_iter()
         .filter(|p| {
-            let day = p.file_name().unwrap().to_str().unwrap()[..10].to_string();
-            day.as_str() >= from && day.as_str() <= to
+            let day = &p.file_name().unwrap().to_str().unwrap()[..10];
+            day >= from && day <= to
         })
-        .collect();
-    out.sort();
-    out
+        .collect()
 }
 
 fn strs(paths: &[PathBuf]) -> Vec<String> {
@@ -86,6 +82,21 @@ fn status(report: &berserkr::pipeline::RunReport, step: Step) -> StepStatus {
     report.steps.iter().find(|s| s.step == step).unwrap().status
 }
 
+/// The detail of `step` in a run's report.
+fn detail(report: &berserkr::pipeline::RunReport, step: Step) -> &serde_json::Value {
+    &report.steps.iter().find(|s| s.step == step).unwrap().detail
+}
+
+/// The strings listed under `key` of a step's detail (gold's `cutoffs`, `unchanged`).
+fn listed(detail: &serde_json::Value, key: &str) -> Vec<String> {
+    detail[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_runs_rebuild_only_the_cutoffs_new_rows_reach_and_equal_a_full_rebuild() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,29 +128,13 @@ async fn daily_runs_rebuild_only_the_cutoffs_new_rows_reach_and_equal_a_full_reb
     for day in drops("2011-07-01", "2011-07-06") {
         let r = lake.run(strs(std::slice::from_ref(&day))).await.unwrap();
         assert!(r.ok && r.did_work, "{r:?}");
-        let gold = &r
-            .steps
-            .iter()
-            .find(|s| s.step == Step::Gold)
-            .unwrap()
-            .detail;
-        let built: Vec<&str> = gold["cutoffs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
-        let kept: Vec<&str> = gold["unchanged"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+        let gold = detail(&r, Step::Gold);
+        let (built, kept) = (listed(gold, "cutoffs"), listed(gold, "unchanged"));
         assert_eq!(built.len(), 1, "only the new latest cutoff: {gold}");
         assert!(!built[0].ends_with("00:00:00"), "{gold}");
         for month in ["2011-01-01", "2011-02-01", "2011-03-01", "2011-04-01"] {
             assert!(
-                kept.contains(&format!("{month} 00:00:00").as_str()),
+                kept.contains(&format!("{month} 00:00:00")),
                 "{month} kept: {gold}"
             );
         }
@@ -162,21 +157,8 @@ async fn daily_runs_rebuild_only_the_cutoffs_new_rows_reach_and_equal_a_full_reb
     );
     let r = lake.run([late.to_str().unwrap()]).await.unwrap();
     assert!(r.ok && r.did_work, "{r:?}");
-    let gold = &r
-        .steps
-        .iter()
-        .find(|s| s.step == Step::Gold)
-        .unwrap()
-        .detail;
-    let listed = |key: &str| -> Vec<String> {
-        gold[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap().to_string())
-            .collect()
-    };
-    let (built, kept) = (listed("cutoffs"), listed("unchanged"));
+    let gold = detail(&r, Step::Gold);
+    let (built, kept) = (listed(gold, "cutoffs"), listed(gold, "unchanged"));
     // 2011-03-17 + 90 days = 2011-06-15: cutoffs from then on reach the row.
     assert!(built.contains(&"2011-04-01 00:00:00".to_string()), "{gold}");
     for month in ["2011-01-01", "2011-02-01", "2011-03-01"] {

@@ -206,19 +206,7 @@ async fn a_windows_1252_drop_lands_intact_when_declared_and_rejects_otherwise() 
 fn a_drop_without_a_column_silver_needs_is_refused_with_exit_1_and_nothing_committed() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let run = |args: &[&str]| {
-        let out = berserkr()
-            .arg("--lake")
-            .arg(&lake)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| run_cli(&lake, args);
     assert_eq!(run(&["lake", "init"]).0, Some(0));
     let versions = || {
         let (code, out, err) = run(&["lake", "status", "--json"]);

@@ -22,12 +22,7 @@ const CUSTOMER: &str = "17850";
 
 /// The first `n` real drops (by date), then the next `m`.
 fn real_drops(n: usize, m: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/data/online-retail/drops"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".csv.lzo"))
-        .collect();
-    all.sort();
+    let all = common::real_drops();
     (all[..n].to_vec(), all[n..n + m].to_vec())
 }
 

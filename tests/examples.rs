@@ -159,16 +159,6 @@ fn parquet_rows(files: &[Value]) -> u64 {
         .sum()
 }
 
-fn real_drops() -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/data/online-retail/drops"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".csv.lzo"))
-        .collect();
-    all.sort();
-    all
-}
-
 /// The Spark example plans exactly what berserkr does and records: the bronze files a silver
 /// refresh reads (app id and version included), gold's cutoffs, the feature definition digest and
 /// when gold is up to date; delta-spark's skip of a txn version already recorded is planned

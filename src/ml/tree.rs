@@ -515,9 +515,14 @@ fn partition(
 ) {
     // (run, feature, bin), by position in `order`.
     let mut runs: Vec<(Range<usize>, usize, u8)> = Vec::new();
-    let mut by_start: Vec<&Split> = splits.iter().collect();
-    by_start.sort_by_key(|s| segment[s.parent.node].start);
-    for s in &by_start {
+    // A level's nodes are in the order of their segments (children follow their parents'
+    // order, left before right), so the runs come out by position.
+    assert!(
+        splits
+            .windows(2)
+            .all(|w| segment[w[0].parent.node].end <= segment[w[1].parent.node].start)
+    );
+    for s in splits {
         let seg = segment[s.parent.node].clone();
         let mut at = seg.start;
         while at < seg.end {
@@ -542,7 +547,7 @@ fn partition(
         .collect();
     // Join each segment's runs: their lefts moved down in order, then their rights.
     let mut k = 0;
-    for s in by_start {
+    for s in splits {
         let seg = segment[s.parent.node].clone();
         let first = k;
         let mut write = seg.start;

@@ -256,16 +256,17 @@ impl Target {
     }
 
     /// The version after `start` whose commit added the first of `adds`, if one did (this
-    /// writer's commit landed though it was not told so). Moves the snapshot to the latest.
+    /// writer's commit landed though it was not told so). Moves the snapshot to the latest (and
+    /// forgets the cached transaction versions), whatever it finds.
     async fn landed(&mut self, adds: &[Add], start: u64) -> Result<Option<u64>> {
-        let Some(first) = adds.first() else {
-            return Ok(None);
-        };
         self.state
             .update(self.log_store.as_ref(), None)
             .await
             .map_err(|e| Error::delta(&self.id, e))?;
         self.txns.lock().expect("txn cache").clear();
+        let Some(first) = adds.first() else {
+            return Ok(None);
+        };
         let latest = self.state.version();
         let commits =
             crate::lake::log::read_commits(&self.log_store, &self.id, start + 1, latest).await?;
@@ -295,15 +296,11 @@ impl Target {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
                 // A lost race may have been lost to this writer's own commit, whose answer
-                // never came (the store retried a PUT it had already applied).
+                // never came (the store retried a PUT it had already applied). Either way the
+                // snapshot is now the latest.
                 if let Some(version) = self.landed(adds, start).await? {
                     return Ok(Committed::Version(version));
                 }
-                self.txns.lock().expect("txn cache").clear();
-                self.state
-                    .update(self.log_store.as_ref(), None)
-                    .await
-                    .map_err(|e| Error::delta(&self.id, e))?;
                 let now = self.txn_version(txn.app_id).await?;
                 if now != before {
                     if txn.exactly_once && now >= Some(txn.version) {
@@ -472,8 +469,6 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(rand::rng().random_range(0..=cap_ms))
 }
 
-/// Lost races worth another round: the version was taken, the immediate retries ran out, or a
-/// concurrent transaction with the same application id won (the next round sees it).
 /// Whether `e` came from a request to the store that got no answer (a timeout, a connection
 /// cut after the request was sent): the store may still apply it later. A refused connection
 /// (nothing was sent), an answer with a status, a conflict or a local error are definite.
@@ -489,6 +484,8 @@ fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Lost races worth another round: the version was taken, the immediate retries ran out, or a
+/// concurrent transaction with the same application id won (the next round sees it).
 fn is_retryable(e: &DeltaTableError) -> bool {
     use deltalake::kernel::transaction::TransactionError;
     match e {

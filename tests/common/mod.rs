@@ -203,8 +203,34 @@ pub fn berserkr() -> Command {
 }
 
 /// The repository root.
+/// Runs `berserkr --lake LAKE ARGS...`: the exit code, standard output and standard error.
+pub fn run_cli(lake: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = berserkr()
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real drops shipped in the repo (`examples/data/online-retail/drops`), in date order.
+pub fn real_drops() -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(repo().join("examples/data/online-retail/drops"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".csv.lzo"))
+        .collect();
+    all.sort();
+    all
 }
 
 /// Writes `text` compressed by Debian's lzop to `dir/name`.
