@@ -48,6 +48,43 @@ pub struct Config {
     pub storage: StorageOptions,
     /// How to read the drops of each source (`[sources."PREFIX"]`), longest prefix first.
     pub sources: Vec<SourceRule>,
+    /// `memory_limit`: the memory the lake's queries may hold, in bytes (see
+    /// [`crate::Lakehouse::with_memory_limit`]).
+    pub memory_limit: Option<usize>,
+}
+
+/// A size in bytes written as a number and a unit: `2GiB`, `512MiB`, `1.5G`, `3000000000`.
+/// `K`, `M`, `G`, `T` (and `KiB`, ... ) are powers of 1024; `KB`, `MB`, `GB`, `TB` powers of 1000;
+/// no unit (or `B`) is bytes.
+pub fn parse_bytes(text: &str) -> Result<usize> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "{text:?} is not a size: a number and a unit, like 2GiB, 512MiB, 1.5G or 3000000000"
+        ))
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024f64.powi(2),
+        "g" | "gib" => 1024f64.powi(3),
+        "t" | "tib" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(bad()),
+    };
+    let bytes = number * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > usize::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as usize)
 }
 
 /// A text encoding a drop may be written in: one whose bytes 0x00-0x7F are ASCII, so that the
@@ -148,6 +185,7 @@ struct RawConfig {
     storage: BTreeMap<String, toml::Value>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
+    memory_limit: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -244,10 +282,23 @@ impl Config {
             });
         }
         sources.sort_by_key(|r| std::cmp::Reverse(r.url_prefix.len()));
+        let memory_limit = match raw.memory_limit {
+            None => None,
+            Some(toml::Value::String(s)) => {
+                Some(parse_bytes(&s).map_err(|e| bad(format!("memory_limit: {e}")))?)
+            }
+            Some(toml::Value::Integer(i)) if i > 0 => Some(i as usize),
+            Some(_) => {
+                return Err(bad(
+                    "memory_limit must be a size (\"2GiB\") or a number of bytes".into(),
+                ));
+            }
+        };
         Ok(Self {
             lake: raw.lake,
             storage,
             sources,
+            memory_limit,
         })
     }
 }
@@ -255,6 +306,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1.5 g").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("3GB").unwrap(), 3_000_000_000);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        for bad in ["", "G", "2 parsecs", "-1G", "0", "1e400"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        let c = Config::parse("memory_limit = \"1GiB\"", "t.toml").unwrap();
+        assert_eq!(c.memory_limit, Some(1 << 30));
+        let c = Config::parse("memory_limit = 1000", "t.toml").unwrap();
+        assert_eq!(c.memory_limit, Some(1000));
+        let e = Config::parse("memory_limit = \"lots\"", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("memory_limit"), "{e}");
+    }
 
     #[test]
     fn reads_lake_and_storage() {

@@ -38,8 +38,18 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// The memory the refreshes' queries may hold (2GiB, 512MiB, ...): past it, aggregations
+    /// spill to temporary files and gold reads silver from its files instead of memory
+    /// [default: the config's `memory_limit`, else 2GiB].
+    #[arg(long, global = true, env = "BERSERKR_MEMORY_LIMIT", value_parser = parse_size)]
+    memory_limit: Option<usize>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    berserkr::config::parse_bytes(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +77,7 @@ enum Command {
 /// Runs the parsed command line and returns the exit status.
 pub fn run(cli: Cli) -> ExitCode {
     init_logs(cli.verbose);
-    let lake = || open_lake(cli.lake.as_deref(), cli.config.as_deref());
+    let lake = || open_lake(cli.lake.as_deref(), cli.config.as_deref(), cli.memory_limit);
     let result = match cli.command {
         Command::Lzo(cmd) => lzo::run(cmd),
         Command::Lake(cmd) => {
@@ -102,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
 fn open_lake(
     lake: Option<&str>,
     config: Option<&std::path::Path>,
+    memory_limit: Option<usize>,
 ) -> anyhow::Result<berserkr::Lakehouse> {
     let default = std::path::Path::new(berserkr::config::FILE_NAME);
     let config = match config {
@@ -110,9 +121,13 @@ fn open_lake(
         None => berserkr::Config::default(),
     };
     let location = lake.or(config.lake.as_deref()).unwrap_or("./lake");
-    Ok(berserkr::Lakehouse::open(location)?
+    let mut lake = berserkr::Lakehouse::open(location)?
         .with_storage_options(config.storage)
-        .with_sources(config.sources))
+        .with_sources(config.sources);
+    if let Some(limit) = memory_limit.or(config.memory_limit) {
+        lake = lake.with_memory_limit(limit);
+    }
+    Ok(lake)
 }
 
 /// The error and its causes on one line, without the repeats delta-rs messages carry.

@@ -80,7 +80,11 @@ pub struct Lakehouse {
     storage_options: StorageOptions,
     catalog: Arc<Catalog>,
     sources: Arc<Vec<crate::config::SourceRule>>,
+    memory_limit: usize,
 }
+
+/// The memory a lake's queries may hold by default (see [`Lakehouse::with_memory_limit`]).
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
 impl Lakehouse {
     /// A handle on the lake at `location`: a URL (`file:///…`, `s3://bucket/prefix`) or a local
@@ -92,7 +96,23 @@ impl Lakehouse {
             storage_options: StorageOptions::default(),
             catalog: Arc::new(Catalog::embedded()?),
             sources: Arc::default(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         })
+    }
+
+    /// The memory the refreshes' queries may hold between them ([`DEFAULT_MEMORY_LIMIT`]
+    /// unless set): hash tables, aggregations and the rows gold keeps for re-reading. Past it,
+    /// aggregations spill to temporary files and gold reads silver from its files instead of a
+    /// copy in memory, so a refresh's memory follows this setting, not the lake's size. The
+    /// process holds more than this (buffers of the files being read and written).
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// See [`Lakehouse::with_memory_limit`].
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
     }
 
     /// Replaces the catalog (tests use this to try other declarations).

@@ -16,9 +16,8 @@ use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicr
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::compute::kernels::cmp::eq;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
-use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
-use deltalake::datafusion::datasource::{MemTable, ViewTable};
+use deltalake::datafusion::datasource::ViewTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
@@ -39,7 +38,8 @@ use crate::lake::{
     operation, refresh_app_id,
 };
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
-use crate::session::{collect_sql, conform_by_name, df, session};
+use crate::session::keep::Keeper;
+use crate::session::{bounded, collect_sql, conform_by_name, df};
 
 /// The name the gold transform reads its silver snapshot by.
 const SOURCE: &str = "silver";
@@ -358,6 +358,9 @@ struct Gold<'a> {
     silver_log: deltalake::logstore::LogStoreRef,
     window: Duration,
     ctx: SessionContext,
+    /// What the refresh reads more than once (silver's columns, the views), within the lake's
+    /// memory limit.
+    keeper: tokio::sync::Mutex<Keeper>,
     /// The scoring snapshot's table, when declared.
     scoring: Option<Scoring>,
 }
@@ -404,7 +407,7 @@ impl Scoring {
         let mut staging = Staging::new([&target]);
         // The transform's label window is empty here: the label column is computed and dropped.
         let plan = Transform::parse(&gold.sql_at(&cutoff, &cutoff)?, gold.file(), SOURCE)?
-            .plan(&gold.ctx, &self.id, true)
+            .plan(&gold.ctx, &self.id, Some(&mut *gold.keeper.lock().await))
             .await?;
         let schema = self.spec.arrow_schema();
         let rows = match write_plan(&gold.ctx, plan, &target, &schema, &name, &mut staging).await {
@@ -458,7 +461,9 @@ impl<'a> Gold<'a> {
         let silver = lake.current_table(&silver_id).await?;
         let silver_version = silver.version().unwrap_or(0);
         let table = lake.current_table(&id).await?;
-        let ctx = session();
+        // Half the limit for what the refresh keeps, half for the operators (which spill).
+        let ctx = bounded(lake.memory_limit()).map_err(df(&id))?;
+        let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / 2));
         ctx.register_table(
             SOURCE,
             silver.table_provider().await.map_err(df(&silver_id))?,
@@ -484,6 +489,7 @@ impl<'a> Gold<'a> {
             silver_log: silver.log_store(),
             window,
             ctx,
+            keeper,
             scoring,
         })
     }
@@ -517,8 +523,9 @@ impl<'a> Gold<'a> {
             self.file(),
             SOURCE,
         )?;
-        let plan = first.plan(&self.ctx, &self.id, false).await?;
-        load_into_memory(&self.ctx, SOURCE, plan, &self.silver_id).await
+        let plan = first.plan(&self.ctx, &self.id, None).await?;
+        let mut keeper = self.keeper.lock().await;
+        load_into_memory(&self.ctx, &mut keeper, SOURCE, plan, &self.silver_id).await
     }
 
     /// Writes and commits the labelled cutoffs (their partitions replaced in one commit): rows,
@@ -678,7 +685,7 @@ impl<'a> Gold<'a> {
         for (c, name) in cutoffs {
             let plan =
                 Transform::parse(&self.sql_at(c, &(*c + self.window))?, self.file(), SOURCE)?
-                    .plan(&self.ctx, &self.id, true)
+                    .plan(&self.ctx, &self.id, Some(&mut *self.keeper.lock().await))
                     .await?;
             let started = std::time::Instant::now();
             let (r, p) = write_plan(&self.ctx, plan, target, &schema, name, staging).await?;
@@ -829,29 +836,33 @@ impl Transform {
         Ok(Self { views, query })
     }
 
-    /// Registers the views in `ctx` (materialized in memory when `materialize`, else as logical
-    /// views that the query's plan inlines) and plans the query.
+    /// Registers the views in `ctx` (kept by `keeper`, in memory or in a spill file, when
+    /// given; else as logical views that the query's plan inlines) and plans the query.
     async fn plan(
         self,
         ctx: &SessionContext,
         id: &TableId,
-        materialize: bool,
+        mut keeper: Option<&mut Keeper>,
     ) -> Result<LogicalPlan> {
         let state = ctx.state();
         for (name, query) in self.views {
             let plan = state.statement_to_plan(query).await.map_err(df(id))?;
-            let table: Arc<dyn TableProvider> = if materialize {
-                let data = ctx.execute_logical_plan(plan).await.map_err(df(id))?;
-                let schema = data.schema().as_arrow().clone();
-                let partitions = data.collect_partitioned().await.map_err(df(id))?;
-                Arc::new(MemTable::try_new(Arc::new(schema), partitions).map_err(df(id))?)
-            } else {
-                Arc::new(ViewTable::new(plan, None))
-            };
-            // `bare`: a `&str` would be parsed as SQL again, and lower-cased.
-            let name = TableReference::bare(name);
-            ctx.deregister_table(name.clone()).map_err(df(id))?;
-            ctx.register_table(name, table).map_err(df(id))?;
+            match keeper.as_deref_mut() {
+                Some(keeper) => {
+                    let started = std::time::Instant::now();
+                    let data = ctx.execute_logical_plan(plan).await.map_err(df(id))?;
+                    let kept = keeper.keep(ctx, &name, data, true, id).await?;
+                    tracing::debug!(table = %id, view = %name, kept = ?kept,
+                        seconds = started.elapsed().as_secs_f64(), "view kept");
+                }
+                None => {
+                    // `bare`: a `&str` would be parsed as SQL again, and lower-cased.
+                    let name = TableReference::bare(name);
+                    ctx.deregister_table(name.clone()).map_err(df(id))?;
+                    ctx.register_table(name, Arc::new(ViewTable::new(plan, None)))
+                        .map_err(df(id))?;
+                }
+            }
         }
         state.statement_to_plan(self.query).await.map_err(df(id))
     }
@@ -954,9 +965,11 @@ async fn write_plan(
         .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1)))
 }
 
-/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `plan` reads of it.
+/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `plan` reads of it,
+/// when `keeper` has room for them; else leaves it.
 async fn load_into_memory(
     ctx: &SessionContext,
+    keeper: &mut Keeper,
     name: &str,
     plan: LogicalPlan,
     id: &TableId,
@@ -992,11 +1005,10 @@ async fn load_into_memory(
         .sql(&format!("SELECT {} FROM {name}", used.join(", ")))
         .await
         .map_err(df(id))?;
-    let schema = data.schema().as_arrow().clone();
-    let partitions = data.collect_partitioned().await.map_err(df(id))?;
-    let table = MemTable::try_new(Arc::new(schema), partitions).map_err(df(id))?;
-    ctx.deregister_table(name).map_err(df(id))?;
-    ctx.register_table(name, Arc::new(table)).map_err(df(id))?;
+    let started = std::time::Instant::now();
+    let kept = keeper.keep(ctx, name, data, false, id).await?;
+    tracing::debug!(table = %id, columns = ?used, kept = ?kept,
+        seconds = started.elapsed().as_secs_f64(), "source columns kept");
     Ok(())
 }
 
@@ -1121,7 +1133,7 @@ mod tests {
         };
         let gold = lake.table(&id).await.unwrap();
         let target = Target::of(&lake, &id, &gold).unwrap();
-        let ctx = session();
+        let ctx = crate::session::session();
         let write = |batch: RecordBatch| {
             let (ctx, target, schema) = (&ctx, &target, &schema);
             async move {
@@ -1189,8 +1201,9 @@ mod tests {
     /// Views are materialized before the query runs, and replaced on the next run.
     #[tokio::test]
     async fn views_are_materialized_then_replaced() {
-        let ctx = session();
+        let ctx = bounded(64 << 20).unwrap();
         let id: TableId = GOLD_FEATURES.parse().unwrap();
+        let mut keeper = Keeper::new(&ctx, 1 << 20);
         for n in [1i64, 2] {
             // A name with capitals, looked up as written (the session does not lower-case).
             let sql = format!(
@@ -1198,7 +1211,7 @@ mod tests {
             );
             let plan = Transform::parse(&sql, "t.sql", "src")
                 .unwrap()
-                .plan(&ctx, &id, true)
+                .plan(&ctx, &id, Some(&mut keeper))
                 .await
                 .unwrap();
             let table = ctx

@@ -7,12 +7,17 @@
 //! shares: errors naming the table ([`df`]), collecting a query ([`collect_sql`]) and casting
 //! query rows to a table's declared schema ([`conform_batch`]).
 
+pub mod keep;
 mod spark;
+
+use std::sync::Arc;
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::TableId;
@@ -22,6 +27,19 @@ use crate::error::{Error, Result};
 /// `invoiceno`), and knows the Spark functions DataFusion lacks, so the same SQL runs on both.
 pub fn session() -> SessionContext {
     with_config(config())
+}
+
+/// A [`session`] whose operators hold at most `limit` bytes between them: joins' hash tables,
+/// aggregations' groups, sorts, and what a [`keep::Keeper`] keeps; aggregations and sorts past
+/// their share spill to temporary files (in the system's temporary folder, `TMPDIR`). An
+/// operator that cannot spill and finds no room fails with an error that says so.
+pub fn bounded(limit: usize) -> std::result::Result<SessionContext, DataFusionError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config(), runtime);
+    spark::register(&ctx);
+    Ok(ctx)
 }
 
 /// A session with `config` (start from [`config`]) and the Spark functions.
