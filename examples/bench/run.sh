@@ -8,7 +8,11 @@
 #      TRAIN=0 skips the training comparison, ONLY_TRAIN=1 runs only it (reusing an earlier run's
 #      training lake), TRAIN_ROUNDS (default 3), LINFA=0 skips the linfa peers,
 #      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh),
-#      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it).
+#      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it),
+#      SPARK_MAX_ROWS (default 5000000: PySpark runs at sizes up to it; SPARK=0 never),
+#      EQUAL_MAX_ROWS (default 20000000: the full-size equality with DuckDB at sizes up to it),
+#      BERSERKR_MEMORY_LIMIT (berserkr's memory limit, default 2GiB).
+# Each size's data is generated once and kept in OUT (online_retail_N.csv and .csv.lzo).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 PEERS=$(cd "${PEERS:-$REPO/../shared/peers}" && pwd)
@@ -95,15 +99,18 @@ for n in $ROWS; do
     rm -rf "$OUT/polars-$n"; measure "polars-all-$n" "$PY" "$PEERS/pipe_polars.py" all "$csv" "$OUT/polars-$n"
   done
   # PySpark local[2], once (about a minute at 5M rows; SPARK=0 skips it).
-  if [ "${SPARK:-1}" = 1 ]; then
+  if [ "${SPARK:-1}" = 1 ] && [ "$n" -le "${SPARK_MAX_ROWS:-5000000}" ]; then
     rm -rf "$OUT/spark-$n"; measure "spark-all-$n" "$PY" "$PEERS/pipe_spark.py" all "$csv" "$OUT/spark-$n"
   fi
   # Full-size equality with the DuckDB peer (gold's default cutoff = the SPEC's).
+  if [ "$n" -le "${EQUAL_MAX_ROWS:-20000000}" ]; then
   rm -rf "$OUT/lake-$n-eq"; "$BIN" --lake "$OUT/lake-$n-eq" lake init > /dev/null
   "$BIN" --lake "$OUT/lake-$n-eq" lake append "$lzo" > /dev/null
   cutoff=$("$BIN" --lake "$OUT/lake-$n-eq" lake refresh all --json | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["gold"]["cutoffs"][0])')
   echo "$n rows, silver vs duckdb: $("$PY" "$REPO/tests/tools/compare_silver.py" "$OUT/lake-$n-eq/silver/transactions" "$OUT/duckdb-$n/silver.parquet")" | tee -a "$OUT/ratios.txt"
   echo "$n rows, gold vs duckdb:   $("$PY" "$REPO/tests/tools/compare_gold.py" "$OUT/lake-$n-eq/gold/customer_item_features" "$OUT/duckdb-$n/gold.parquet" "$cutoff")" | tee -a "$OUT/ratios.txt"
+  rm -rf "$OUT/lake-$n-eq"
+  fi
   rows=$("$BIN" --lake "$OUT/lake-$n" lake append --json "$lzo" | "$PY" -c 'import sys,json; print(json.load(sys.stdin)["skipped"])')
   [ "$rows" = 1 ] || { echo "re-append of the bench drop did not skip it" >&2; exit 1; }
 done
@@ -119,6 +126,7 @@ for n in $ROWS; do
   dka=$(best_wall duckdb-all-$n); pla=$(best_wall polars-all-$n)
   printf '%9s rows: refresh silver %.2f (%s MiB) | gold %.2f (%s MiB) | end to end %.2f (%s MiB) | incremental silver (+1 drop) %.2f | duckdb all %.2f (%s MiB) | polars all %.2f (%s MiB)\n' \
     "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
+  echo "$n rows, peak RSS per step (MiB, highest of $ROUNDS): append $(peak append-$n), refresh silver $(peak silver-$n), refresh gold $(peak gold-$n), daily lake run $(peak daily-$n); polars all $(peak polars-all-$n), duckdb all $(peak duckdb-all-$n) (berserkr's memory limit: ${BERSERKR_MEMORY_LIMIT:-2GiB})" | tee -a "$OUT/ratios.txt"
   "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
   echo "$n rows, per round: end to end / polars all = $(paired e2e-$n polars-all-$n)" | tee -a "$OUT/ratios.txt"
   # The daily drop's cost as a share of the full build, per round (steps timed by `lake run`).

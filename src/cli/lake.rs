@@ -642,6 +642,13 @@ fn print_gold(report: &berserkr::ops::gold::GoldReport) {
             report.unchanged.join(", ")
         );
     }
+    if !report.not_in_memory.is_empty() {
+        println!(
+            "{:<32} past the memory limit, read from files: {}",
+            "",
+            report.not_in_memory.join(", ")
+        );
+    }
 }
 
 async fn append(lake: Lakehouse, args: AppendArgs) -> anyhow::Result<u8> {

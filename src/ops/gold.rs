@@ -41,6 +41,10 @@ use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
 use crate::session::keep::Keeper;
 use crate::session::{bounded, collect_sql, conform_by_name, df};
 
+/// What a refresh keeps in memory (silver's columns, the views) may take this fraction of the
+/// lake's memory limit (1/KEPT_SHARE); the rest is the operators'.
+const KEPT_SHARE: usize = 4;
+
 /// The name the gold transform reads its silver snapshot by.
 const SOURCE: &str = "silver";
 
@@ -68,6 +72,10 @@ pub struct GoldReport {
     /// The scoring snapshot (features as of the last silver timestamp, no label), when the
     /// catalog declares its table.
     pub scoring: Option<ScoringReport>,
+    /// What did not fit the lake's memory limit and was read from files instead: `silver` (read
+    /// from its table's files, not a copy in memory) and the transform's views (written to
+    /// spill files). Empty when everything fit.
+    pub not_in_memory: Vec<String>,
 }
 
 /// What `lake refresh gold` did to the scoring snapshot (`gold.scoring_features`).
@@ -317,6 +325,7 @@ impl RefreshGoldBuilder {
             positives: 0,
             version: None,
             scoring: None,
+            not_in_memory: Vec::new(),
         };
         let scoring = match &gold.scoring {
             Some(s) => s.cutoff_stale(&gold, last).await?,
@@ -339,6 +348,11 @@ impl RefreshGoldBuilder {
                 Some(cutoff) => s.write(&gold, cutoff).await?,
                 None => s.report(last, 0, None),
             });
+        }
+        report.not_in_memory = gold.keeper.lock().await.not_in_memory().to_vec();
+        if !report.not_in_memory.is_empty() {
+            tracing::info!(table = %gold.id, not_in_memory = ?report.not_in_memory,
+                limit = self.lake.memory_limit(), "past the memory limit: read from files");
         }
         Ok(report)
     }
@@ -461,9 +475,8 @@ impl<'a> Gold<'a> {
         let silver = lake.current_table(&silver_id).await?;
         let silver_version = silver.version().unwrap_or(0);
         let table = lake.current_table(&id).await?;
-        // Half the limit for what the refresh keeps, half for the operators (which spill).
         let ctx = bounded(lake.memory_limit()).map_err(df(&id))?;
-        let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / 2));
+        let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / KEPT_SHARE));
         ctx.register_table(
             SOURCE,
             silver.table_provider().await.map_err(df(&silver_id))?,
@@ -1137,7 +1150,11 @@ mod tests {
         let write = |batch: RecordBatch| {
             let (ctx, target, schema) = (&ctx, &target, &schema);
             async move {
-                let table = MemTable::try_new(schema.clone(), vec![vec![batch]]).unwrap();
+                let table = deltalake::datafusion::datasource::MemTable::try_new(
+                    schema.clone(),
+                    vec![vec![batch]],
+                )
+                .unwrap();
                 ctx.deregister_table("t").unwrap();
                 ctx.register_table("t", Arc::new(table)).unwrap();
                 let plan = ctx

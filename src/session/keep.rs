@@ -51,6 +51,8 @@ pub struct Keeper {
     files: usize,
     /// What each name registered by the keeper holds: bytes in memory, or a file.
     held: HashMap<String, Held>,
+    /// Names of the results not kept in memory, in order, each once.
+    not_in_memory: Vec<String>,
 }
 
 enum Held {
@@ -69,7 +71,13 @@ impl Keeper {
             folder: None,
             files: 0,
             held: HashMap::new(),
+            not_in_memory: Vec::new(),
         }
+    }
+
+    /// The names whose rows did not fit the allowance (read from files instead), each once.
+    pub fn not_in_memory(&self) -> &[String] {
+        &self.not_in_memory
     }
 
     /// Bytes held in memory.
@@ -122,6 +130,7 @@ impl Keeper {
             }
             Some(_) if !spill => {
                 self.reservation.shrink(bytes);
+                self.note_not_in_memory(name);
                 Ok(Kept::Unchanged)
             }
             Some(first_over) => {
@@ -161,6 +170,7 @@ impl Keeper {
                 self.replace(ctx, name, frame.into_view(), table)?;
                 self.held
                     .insert(name.to_string(), Held::File(PathBuf::from(path)));
+                self.note_not_in_memory(name);
                 Ok(Kept::File(rows))
             }
         }
@@ -183,6 +193,12 @@ impl Keeper {
             }
         }
         Ok(())
+    }
+
+    fn note_not_in_memory(&mut self, name: &str) {
+        if !self.not_in_memory.iter().any(|n| n == name) {
+            self.not_in_memory.push(name.to_string());
+        }
     }
 
     fn replace(
@@ -251,11 +267,9 @@ mod tests {
     }
 
     fn numbers(ctx: &SessionContext, n: i64) -> DataFrame {
-        let batch = RecordBatch::try_from_iter([(
-            "x",
-            Arc::new(Int64Array::from_iter_values(0..n)) as _,
-        )])
-        .unwrap();
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..n)) as _)])
+                .unwrap();
         ctx.read_batch(batch).unwrap()
     }
 
@@ -265,13 +279,19 @@ mod tests {
         let id: TableId = "gold.customer_item_features".parse().unwrap();
         let mut keeper = Keeper::new(&ctx, 1 << 20);
         // 8 KB: in memory, reserved in the pool.
-        let kept = keeper.keep(&ctx, "Small", numbers(&ctx, 1000), true, &id).await.unwrap();
+        let kept = keeper
+            .keep(&ctx, "Small", numbers(&ctx, 1000), true, &id)
+            .await
+            .unwrap();
         assert!(matches!(kept, Kept::Memory(b) if b >= 8000), "{kept:?}");
         assert_eq!(ctx.runtime_env().memory_pool.reserved(), keeper.in_memory());
         assert_eq!(sum(&ctx, "Small").await, 999 * 1000 / 2);
         // 8 MB: past the allowance, in a file; nothing more reserved.
         let before = keeper.in_memory();
-        let kept = keeper.keep(&ctx, "Big", numbers(&ctx, 1 << 20), true, &id).await.unwrap();
+        let kept = keeper
+            .keep(&ctx, "Big", numbers(&ctx, 1 << 20), true, &id)
+            .await
+            .unwrap();
         assert_eq!(kept, Kept::File(1 << 20));
         assert_eq!(keeper.in_memory(), before);
         assert_eq!(sum(&ctx, "Big").await, ((1i64 << 20) - 1) * (1 << 20) / 2);
@@ -282,24 +302,31 @@ mod tests {
         assert!(file.exists());
         // Not to be spilled: the name keeps what it was.
         ctx.register_batch(
-            "Source",
+            "source",
             RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![7i64])) as _)])
                 .unwrap(),
         )
         .unwrap();
-        let kept = keeper.keep(&ctx, "Source", numbers(&ctx, 1 << 20), false, &id).await.unwrap();
+        let kept = keeper
+            .keep(&ctx, "source", numbers(&ctx, 1 << 20), false, &id)
+            .await
+            .unwrap();
         assert_eq!(kept, Kept::Unchanged);
-        assert_eq!(sum(&ctx, "Source").await, 7);
+        assert_eq!(sum(&ctx, "source").await, 7);
+        assert_eq!(keeper.not_in_memory(), ["Big", "source"]);
         assert_eq!(keeper.in_memory(), before);
         // Kept again under the same name: the old rows are let go (memory, file).
-        let kept = keeper.keep(&ctx, "Big", numbers(&ctx, 10), true, &id).await.unwrap();
+        let kept = keeper
+            .keep(&ctx, "Big", numbers(&ctx, 10), true, &id)
+            .await
+            .unwrap();
         assert!(matches!(kept, Kept::Memory(_)));
         assert!(!file.exists(), "the replaced spill file is removed");
         keeper.release(&ctx, "Small", &id).unwrap();
         keeper.release(&ctx, "Big", &id).unwrap();
         assert_eq!(keeper.in_memory(), 0);
         assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
-        assert!(ctx.table_exist("Big").unwrap() == false);
+        assert!(!ctx.table_exist(TableReference::bare("Big")).unwrap());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! query rows to a table's declared schema ([`conform_batch`]).
 
 pub mod keep;
+pub mod pool;
 mod spark;
 
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::error::DataFusionError;
-use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -35,7 +35,7 @@ pub fn session() -> SessionContext {
 /// operator that cannot spill and finds no room fails with an error that says so.
 pub fn bounded(limit: usize) -> std::result::Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+        .with_memory_pool(Arc::new(pool::SharedFairPool::new(limit)))
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config(), runtime);
     spark::register(&ctx);
