@@ -54,8 +54,8 @@ pub struct Config {
 }
 
 /// A size in bytes written as a number and a unit: `2GiB`, `512MiB`, `1.5G`, `3000000000`.
-/// `K`, `M`, `G`, `T` (and `KiB`, ... ) are powers of 1024; `KB`, `MB`, `GB`, `TB` powers of 1000;
-/// no unit (or `B`) is bytes.
+/// `K`, `M`, `G`, `T`, with or without `iB` or `B`, are powers of 1024 (`2GB` is `2GiB`, as
+/// DataFusion and most tools that size memory read it); no unit (or `B`) is bytes.
 pub fn parse_bytes(text: &str) -> Result<usize> {
     let bad = || {
         Error::InvalidArgument(format!(
@@ -70,14 +70,10 @@ pub fn parse_bytes(text: &str) -> Result<usize> {
     let number: f64 = number.parse().map_err(|_| bad())?;
     let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kib" => 1024.0,
-        "m" | "mib" => 1024f64.powi(2),
-        "g" | "gib" => 1024f64.powi(3),
-        "t" | "tib" => 1024f64.powi(4),
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024f64.powi(2),
+        "g" | "gb" | "gib" => 1024f64.powi(3),
+        "t" | "tb" | "tib" => 1024f64.powi(4),
         _ => return Err(bad()),
     };
     let bytes = number * scale;
@@ -313,7 +309,7 @@ mod tests {
         assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
         assert_eq!(parse_bytes("1.5 g").unwrap(), 3 << 29);
         assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("3GB").unwrap(), 3_000_000_000);
+        assert_eq!(parse_bytes("3GB").unwrap(), 3 << 30);
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         for bad in ["", "G", "2 parsecs", "-1G", "0", "1e400"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");

@@ -48,6 +48,7 @@ pub struct Cli {
     command: Command,
 }
 
+/// A size as `berserkr.toml` and every size flag take it (2GiB, 512MiB, 1.5G, bytes).
 fn parse_size(s: &str) -> Result<usize, String> {
     berserkr::config::parse_bytes(s).map_err(|e| e.to_string())
 }
