@@ -69,11 +69,8 @@ pub enum LakeCommand {
         #[arg(long, value_delimiter = ',', requires = "table")]
         zorder: Vec<String>,
         /// Target file size (bytes, or with KiB/MiB/GiB) [default: delta.targetFileSize, 100 MiB].
-        #[arg(long, value_parser = parse_size)]
-        target_size: Option<u64>,
-        /// Memory the Z-order sort may hold before spilling to disk.
-        #[arg(long, value_parser = parse_size, default_value = "512MiB")]
-        memory: u64,
+        #[arg(long, value_parser = super::parse_size)]
+        target_size: Option<usize>,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
@@ -223,11 +220,6 @@ fn parse_encoding(s: &str) -> Result<berserkr::config::TextEncoding, String> {
     s.parse().map_err(|e: berserkr::Error| e.to_string())
 }
 
-/// Sizes such as `134217728`, `128MiB`, `128MB`, `1GiB`, `512k`.
-fn parse_size(s: &str) -> Result<u64, String> {
-    super::parse_size(s).map(|b| b as u64)
-}
-
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = bytes as f64;
@@ -351,9 +343,8 @@ pub async fn run(lake: Lakehouse, cmd: LakeCommand) -> anyhow::Result<u8> {
             table,
             zorder,
             target_size,
-            memory,
             json,
-        } => optimize(lake, table, zorder, target_size, memory, json).await,
+        } => optimize(lake, table, zorder, target_size, json).await,
         LakeCommand::Vacuum {
             table,
             retain,
@@ -735,16 +726,14 @@ async fn optimize(
     lake: Lakehouse,
     table: Option<String>,
     zorder: Vec<String>,
-    target_size: Option<u64>,
-    memory: u64,
+    target_size: Option<usize>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let report = lake
         .optimize()
         .with_table(table)
         .with_zorder(zorder)
-        .with_target_size(target_size)
-        .with_memory_limit(usize::try_from(memory).unwrap_or(usize::MAX))
+        .with_target_size(target_size.map(|b| b as u64))
         .await?;
     if json {
         print_json(&report)?;

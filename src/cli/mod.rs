@@ -38,9 +38,9 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
-    /// The memory the refreshes' queries may hold (2GiB, 512MiB, ...): past it, aggregations
-    /// spill to temporary files and gold reads silver from its files instead of memory
-    /// [default: the config's `memory_limit`, else 2GiB].
+    /// The memory the refreshes' and optimize's queries may hold (2GiB, 512MiB, ...): past it,
+    /// aggregations and sorts spill to temporary files and gold reads silver from its files
+    /// instead of memory [default: the config's `memory_limit`, else 2GiB].
     #[arg(long, global = true, env = "BERSERKR_MEMORY_LIMIT", value_parser = parse_size)]
     memory_limit: Option<usize>,
 
@@ -49,7 +49,7 @@ pub struct Cli {
 }
 
 /// A size as `berserkr.toml` and every size flag take it (2GiB, 512MiB, 1.5G, bytes).
-fn parse_size(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     berserkr::config::parse_bytes(s).map_err(|e| e.to_string())
 }
 

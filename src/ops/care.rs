@@ -34,9 +34,6 @@ pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
 /// compaction would merge), they are compacted right away. Absent or 0: never.
 pub const AUTO_COMPACT_PROPERTY: &str = "berserkr.autoCompact.minFiles";
 
-/// Memory the Z-order sort may hold before it spills to disk.
-const OPTIMIZE_MEMORY: usize = 512 * 1024 * 1024;
-
 /// The files of a table snapshot.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct FileStats {
@@ -51,7 +48,8 @@ pub struct FileStats {
     pub small_files: u64,
 }
 
-fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
+/// The files of `table`'s snapshot, from its log alone (no data file is read).
+pub(crate) fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
     let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
     let target = state.table_config().target_file_size().get();
     let mut stats = FileStats {
@@ -142,7 +140,6 @@ pub struct OptimizeBuilder {
     table: Option<String>,
     zorder: Vec<String>,
     target_size: Option<u64>,
-    memory: usize,
 }
 
 impl Lakehouse {
@@ -155,7 +152,6 @@ impl Lakehouse {
             table: None,
             zorder: Vec::new(),
             target_size: None,
-            memory: OPTIMIZE_MEMORY,
         }
     }
 }
@@ -176,12 +172,6 @@ impl OptimizeBuilder {
     /// Target file size in bytes.
     pub fn with_target_size(mut self, bytes: Option<u64>) -> Self {
         self.target_size = bytes;
-        self
-    }
-
-    /// Memory the Z-order sort may use before spilling to disk (default 512 MiB).
-    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
-        self.memory = bytes;
         self
     }
 
@@ -214,7 +204,7 @@ impl OptimizeBuilder {
                     table,
                     &self.zorder,
                     self.target_size,
-                    self.memory,
+                    self.lake.memory_limit(),
                     json!({"reason": "requested"}),
                 )
                 .await?,
@@ -304,7 +294,7 @@ async fn auto_compact(lake: &Lakehouse, id: &TableId) -> Result<Option<OptimizeT
         table,
         &[],
         None,
-        OPTIMIZE_MEMORY,
+        lake.memory_limit(),
         json!({"reason": "auto-compact", "small_files": small, "min_files": min_files}),
     )
     .await

@@ -16,7 +16,6 @@ use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicr
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::compute::kernels::cmp::eq;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
-use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::ViewTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
@@ -38,7 +37,7 @@ use crate::lake::{
     operation, refresh_app_id,
 };
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
-use crate::session::keep::Keeper;
+use crate::session::keep::{Keeper, PastAllowance, register};
 use crate::session::{bounded, collect_sql, conform_by_name, df};
 
 /// What a refresh keeps in memory (silver's columns, the views) may take this fraction of the
@@ -370,6 +369,8 @@ struct Gold<'a> {
     silver_version: u64,
     /// Silver's log, to see what its commits after a version changed.
     silver_log: deltalake::logstore::LogStoreRef,
+    /// Silver's rows, from its log's statistics (None when a file has none).
+    silver_rows: Option<u64>,
     window: Duration,
     ctx: SessionContext,
     /// What the refresh reads more than once (silver's columns, the views), within the lake's
@@ -474,6 +475,7 @@ impl<'a> Gold<'a> {
         let window = Duration::days(spec.label_window());
         let silver = lake.current_table(&silver_id).await?;
         let silver_version = silver.version().unwrap_or(0);
+        let silver_rows = crate::ops::care::file_stats(&silver, &silver_id)?.rows;
         let table = lake.current_table(&id).await?;
         let ctx = bounded(lake.memory_limit()).map_err(df(&id))?;
         let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / KEPT_SHARE));
@@ -500,6 +502,7 @@ impl<'a> Gold<'a> {
             silver_id,
             silver_version,
             silver_log: silver.log_store(),
+            silver_rows,
             window,
             ctx,
             keeper,
@@ -538,7 +541,10 @@ impl<'a> Gold<'a> {
         )?;
         let plan = first.plan(&self.ctx, &self.id, None).await?;
         let mut keeper = self.keeper.lock().await;
-        load_into_memory(&self.ctx, &mut keeper, SOURCE, plan, &self.silver_id).await
+        let past = PastAllowance::Leave {
+            rows: self.silver_rows,
+        };
+        load_into_memory(&self.ctx, &mut keeper, past, plan, &self.silver_id).await
     }
 
     /// Writes and commits the labelled cutoffs (their partitions replaced in one commit): rows,
@@ -864,17 +870,13 @@ impl Transform {
                 Some(keeper) => {
                     let started = std::time::Instant::now();
                     let data = ctx.execute_logical_plan(plan).await.map_err(df(id))?;
-                    let kept = keeper.keep(ctx, &name, data, true, id).await?;
+                    let kept = keeper
+                        .keep(ctx, &name, data, PastAllowance::Spill, id)
+                        .await?;
                     tracing::debug!(table = %id, view = %name, kept = ?kept,
                         seconds = started.elapsed().as_secs_f64(), "view kept");
                 }
-                None => {
-                    // `bare`: a `&str` would be parsed as SQL again, and lower-cased.
-                    let name = TableReference::bare(name);
-                    ctx.deregister_table(name.clone()).map_err(df(id))?;
-                    ctx.register_table(name, Arc::new(ViewTable::new(plan, None)))
-                        .map_err(df(id))?;
-                }
+                None => register(ctx, &name, Arc::new(ViewTable::new(plan, None)), id)?,
             }
         }
         state.statement_to_plan(self.query).await.map_err(df(id))
@@ -978,15 +980,16 @@ async fn write_plan(
         .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1)))
 }
 
-/// Replaces the table `name` of `ctx` by an in-memory copy of the columns `plan` reads of it,
-/// when `keeper` has room for them; else leaves it.
+/// Replaces [`SOURCE`] in `ctx` by an in-memory copy of the columns `plan` reads of it, when
+/// `keeper` has room for them; else leaves it (`past`).
 async fn load_into_memory(
     ctx: &SessionContext,
     keeper: &mut Keeper,
-    name: &str,
+    past: PastAllowance,
     plan: LogicalPlan,
     id: &TableId,
 ) -> Result<()> {
+    let name = SOURCE;
     use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 
     let plan = ctx.state().optimize(&plan).map_err(df(id))?;
@@ -1019,7 +1022,7 @@ async fn load_into_memory(
         .await
         .map_err(df(id))?;
     let started = std::time::Instant::now();
-    let kept = keeper.keep(ctx, name, data, false, id).await?;
+    let kept = keeper.keep(ctx, name, data, past, id).await?;
     tracing::debug!(table = %id, columns = ?used, kept = ?kept,
         seconds = started.elapsed().as_secs_f64(), "source columns kept");
     Ok(())
@@ -1232,7 +1235,7 @@ mod tests {
                 .await
                 .unwrap();
             let table = ctx
-                .table_provider(TableReference::bare("Pairs"))
+                .table_provider(deltalake::datafusion::common::TableReference::bare("Pairs"))
                 .await
                 .unwrap();
             // In memory, not a logical view that the query would recompute.

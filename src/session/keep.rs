@@ -43,20 +43,35 @@ pub enum Kept {
     Unchanged,
 }
 
+/// What [`Keeper::keep`] does with a result past the allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastAllowance {
+    /// Write it to a Parquet file of the keeper's folder.
+    Spill,
+    /// Leave the name reading what it read (a table already on storage). With its row count
+    /// known (from the Delta log's statistics), the first batch's size tells whether all of it
+    /// would fit, so a table that cannot is not read up to the allowance first.
+    Leave {
+        /// The rows the result will have, when known.
+        rows: Option<u64>,
+    },
+}
+
 /// Keeps query results for a session (see the module's documentation).
 pub struct Keeper {
-    reservation: MemoryReservation,
+    consumer: MemoryReservation,
     allowance: usize,
     folder: Option<tempfile::TempDir>,
     files: usize,
-    /// What each name registered by the keeper holds: bytes in memory, or a file.
+    /// What each name registered by the keeper holds: its memory (dropping the reservation
+    /// gives it back to the pool), or a file.
     held: HashMap<String, Held>,
     /// Names of the results not kept in memory, in order, each once.
     not_in_memory: Vec<String>,
 }
 
 enum Held {
-    Memory(usize),
+    Memory(MemoryReservation),
     File(PathBuf),
 }
 
@@ -66,7 +81,7 @@ impl Keeper {
     pub fn new(ctx: &SessionContext, allowance: usize) -> Self {
         let pool = &ctx.runtime_env().memory_pool;
         Self {
-            reservation: MemoryConsumer::new("berserkr: results kept in memory").register(pool),
+            consumer: MemoryConsumer::new("berserkr: results kept in memory").register(pool),
             allowance,
             folder: None,
             files: 0,
@@ -82,115 +97,112 @@ impl Keeper {
 
     /// Bytes held in memory.
     pub fn in_memory(&self) -> usize {
-        self.reservation.size()
+        self.held
+            .values()
+            .map(|h| match h {
+                Held::Memory(r) => r.size(),
+                Held::File(_) => 0,
+            })
+            .sum()
     }
 
     /// Runs `data` and registers its rows as `name` in `ctx`, replacing what `name` was: in
-    /// memory when they fit the allowance with what the keeper holds already; else, with
-    /// `spill`, in a Parquet file of the keeper's folder; else `name` is left as it was (its rows
-    /// are read from where they were, as often as the queries read them). `table` names the table
-    /// in errors.
+    /// memory when they fit the allowance with what the keeper holds already; else as `past`
+    /// says. `table` names the table in errors.
     pub async fn keep(
         &mut self,
         ctx: &SessionContext,
         name: &str,
         data: DataFrame,
-        spill: bool,
+        past: PastAllowance,
         table: &TableId,
     ) -> Result<Kept> {
         self.release(ctx, name, table)?;
+        let room = self.allowance.saturating_sub(self.in_memory());
         let schema: SchemaRef = Arc::new(data.schema().as_arrow().clone());
         let mut stream = data.execute_stream().await.map_err(df(table))?;
+        // This result's memory: given back to the pool if it is not kept, or on an error.
+        let reservation = self.consumer.new_empty();
         let mut held = Vec::new();
-        let mut bytes = 0usize;
         let mut over = None;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(df(table))?;
             let size = memory_size(&batch);
-            let fits = self.reservation.size() + size <= self.allowance
-                && self.reservation.try_grow(size).is_ok();
-            if !fits {
+            let projected = match past {
+                PastAllowance::Leave { rows: Some(rows) } if held.is_empty() => {
+                    (size as f64 / batch.num_rows().max(1) as f64 * rows as f64) as usize
+                }
+                _ => reservation.size() + size,
+            };
+            if projected > room || reservation.try_grow(size).is_err() {
                 over = Some(batch);
                 break;
             }
-            bytes += size;
             held.push(batch);
         }
-        match over {
-            None => {
-                let partitions = ctx.copied_config().target_partitions().max(1);
-                let mut parts = vec![Vec::new(); partitions];
-                for (i, b) in held.into_iter().enumerate() {
-                    parts[i % partitions].push(b);
-                }
-                let provider = MemTable::try_new(schema, parts).map_err(df(table))?;
-                self.replace(ctx, name, Arc::new(provider), table)?;
-                self.held.insert(name.to_string(), Held::Memory(bytes));
-                Ok(Kept::Memory(bytes))
+        let Some(first_over) = over else {
+            let partitions = ctx.copied_config().target_partitions().max(1);
+            let mut parts = vec![Vec::new(); partitions];
+            for (i, b) in held.into_iter().enumerate() {
+                parts[i % partitions].push(b);
             }
-            Some(_) if !spill => {
-                self.reservation.shrink(bytes);
-                self.note_not_in_memory(name);
-                Ok(Kept::Unchanged)
-            }
-            Some(first_over) => {
-                let path = self.spill_path(name)?;
-                let io = |e: std::io::Error| Error::io(path.display(), e);
-                let parquet = |e: deltalake::parquet::errors::ParquetError| {
-                    Error::io(path.display(), std::io::Error::other(e))
-                };
-                let file = tokio::fs::File::create(&path).await.map_err(io)?;
-                let props = WriterProperties::builder()
-                    .set_max_row_group_row_count(Some(SPILL_ROW_GROUP))
-                    .build();
-                let mut writer =
-                    AsyncArrowWriter::try_new(file, schema, Some(props)).map_err(parquet)?;
-                let mut rows = 0;
-                for b in held.drain(..).chain(std::iter::once(first_over)) {
-                    rows += b.num_rows();
-                    writer.write(&b).await.map_err(parquet)?;
-                }
-                self.reservation.shrink(bytes);
-                while let Some(batch) = stream.next().await {
-                    let batch = batch.map_err(df(table))?;
-                    rows += batch.num_rows();
-                    writer.write(&batch).await.map_err(parquet)?;
-                }
-                writer.close().await.map_err(parquet)?;
-                let path = path.to_str().ok_or_else(|| {
-                    Error::io(
-                        path.display(),
-                        std::io::Error::other("the temporary folder's path is not UTF-8"),
-                    )
-                })?;
-                let frame = ctx
-                    .read_parquet(path, ParquetReadOptions::default())
-                    .await
-                    .map_err(df(table))?;
-                self.replace(ctx, name, frame.into_view(), table)?;
-                self.held
-                    .insert(name.to_string(), Held::File(PathBuf::from(path)));
-                self.note_not_in_memory(name);
-                Ok(Kept::File(rows))
-            }
+            let provider = MemTable::try_new(schema, parts).map_err(df(table))?;
+            register(ctx, name, Arc::new(provider), table)?;
+            let bytes = reservation.size();
+            self.held
+                .insert(name.to_string(), Held::Memory(reservation));
+            return Ok(Kept::Memory(bytes));
+        };
+        self.note_not_in_memory(name);
+        if let PastAllowance::Leave { .. } = past {
+            return Ok(Kept::Unchanged);
         }
+        let path = self.spill_path(name)?;
+        let io = |e: std::io::Error| Error::io(path.display(), e);
+        let parquet = |e: deltalake::parquet::errors::ParquetError| {
+            Error::io(path.display(), std::io::Error::other(e))
+        };
+        let file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(SPILL_ROW_GROUP))
+            .build();
+        let mut writer = AsyncArrowWriter::try_new(file, schema, Some(props)).map_err(parquet)?;
+        let mut rows = 0;
+        for b in held.drain(..).chain(std::iter::once(first_over)) {
+            rows += b.num_rows();
+            writer.write(&b).await.map_err(parquet)?;
+        }
+        drop(reservation);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(df(table))?;
+            rows += batch.num_rows();
+            writer.write(&batch).await.map_err(parquet)?;
+        }
+        writer.close().await.map_err(parquet)?;
+        let utf8 = path.to_str().ok_or_else(|| {
+            io(std::io::Error::other(
+                "the temporary folder's path is not UTF-8",
+            ))
+        })?;
+        let frame = ctx
+            .read_parquet(utf8, ParquetReadOptions::default())
+            .await
+            .map_err(df(table))?;
+        register(ctx, name, frame.into_view(), table)?;
+        self.held.insert(name.to_string(), Held::File(path));
+        Ok(Kept::File(rows))
     }
 
     /// Forgets what the keeper registered as `name` (the name no longer reads it): its memory
     /// goes back to the pool, its file is removed.
     pub fn release(&mut self, ctx: &SessionContext, name: &str, table: &TableId) -> Result<()> {
-        match self.held.remove(name) {
-            None => {}
-            Some(Held::Memory(bytes)) => {
-                ctx.deregister_table(TableReference::bare(name.to_string()))
-                    .map_err(df(table))?;
-                self.reservation.shrink(bytes);
-            }
-            Some(Held::File(path)) => {
-                ctx.deregister_table(TableReference::bare(name.to_string()))
-                    .map_err(df(table))?;
-                std::fs::remove_file(&path).map_err(|e| Error::io(path.display(), e))?;
-            }
+        let Some(held) = self.held.remove(name) else {
+            return Ok(());
+        };
+        ctx.deregister_table(TableReference::bare(name.to_string()))
+            .map_err(df(table))?;
+        if let Held::File(path) = held {
+            std::fs::remove_file(&path).map_err(|e| Error::io(path.display(), e))?;
         }
         Ok(())
     }
@@ -199,20 +211,6 @@ impl Keeper {
         if !self.not_in_memory.iter().any(|n| n == name) {
             self.not_in_memory.push(name.to_string());
         }
-    }
-
-    fn replace(
-        &self,
-        ctx: &SessionContext,
-        name: &str,
-        provider: Arc<dyn TableProvider>,
-        table: &TableId,
-    ) -> Result<()> {
-        // `bare`: a `&str` would be parsed as SQL again, and lower-cased.
-        let name = TableReference::bare(name.to_string());
-        ctx.deregister_table(name.clone()).map_err(df(table))?;
-        ctx.register_table(name, provider).map_err(df(table))?;
-        Ok(())
     }
 
     /// A new file's path in the keeper's folder (made on first use).
@@ -238,13 +236,32 @@ impl Keeper {
     }
 }
 
+/// Registers `provider` as `name` in `ctx`, replacing what the name was. `name` is taken as
+/// written: a `&str` table reference would be parsed as SQL again, and lower-cased.
+pub fn register(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn TableProvider>,
+    table: &TableId,
+) -> Result<()> {
+    let name = TableReference::bare(name.to_string());
+    ctx.deregister_table(name.clone()).map_err(df(table))?;
+    ctx.register_table(name, provider).map_err(df(table))?;
+    Ok(())
+}
+
 /// The bytes of memory a batch's columns take: their slices of shared buffers, so that the
-/// slices of one buffer (an aggregate's output, cut into batches) are counted once in all.
+/// slices of one buffer (an aggregate's output, cut into batches) are counted once in all. A
+/// column whose slice Arrow cannot measure counts whole buffers (more, never less).
 pub fn memory_size(batch: &RecordBatch) -> usize {
     batch
         .columns()
         .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
         .sum()
 }
 
@@ -280,7 +297,13 @@ mod tests {
         let mut keeper = Keeper::new(&ctx, 1 << 20);
         // 8 KB: in memory, reserved in the pool.
         let kept = keeper
-            .keep(&ctx, "Small", numbers(&ctx, 1000), true, &id)
+            .keep(
+                &ctx,
+                "Small",
+                numbers(&ctx, 1000),
+                PastAllowance::Spill,
+                &id,
+            )
             .await
             .unwrap();
         assert!(matches!(kept, Kept::Memory(b) if b >= 8000), "{kept:?}");
@@ -289,7 +312,13 @@ mod tests {
         // 8 MB: past the allowance, in a file; nothing more reserved.
         let before = keeper.in_memory();
         let kept = keeper
-            .keep(&ctx, "Big", numbers(&ctx, 1 << 20), true, &id)
+            .keep(
+                &ctx,
+                "Big",
+                numbers(&ctx, 1 << 20),
+                PastAllowance::Spill,
+                &id,
+            )
             .await
             .unwrap();
         assert_eq!(kept, Kept::File(1 << 20));
@@ -308,16 +337,38 @@ mod tests {
         )
         .unwrap();
         let kept = keeper
-            .keep(&ctx, "source", numbers(&ctx, 1 << 20), false, &id)
+            .keep(
+                &ctx,
+                "source",
+                numbers(&ctx, 1 << 20),
+                PastAllowance::Leave { rows: None },
+                &id,
+            )
             .await
             .unwrap();
         assert_eq!(kept, Kept::Unchanged);
         assert_eq!(sum(&ctx, "source").await, 7);
         assert_eq!(keeper.not_in_memory(), ["Big", "source"]);
+        // A row count (the log's) that cannot fit: given up at the first batch, which alone
+        // would have fit.
+        let kept = keeper
+            .keep(
+                &ctx,
+                "source",
+                numbers(&ctx, 1000),
+                PastAllowance::Leave {
+                    rows: Some(10_000_000),
+                },
+                &id,
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept, Kept::Unchanged);
+        assert_eq!(sum(&ctx, "source").await, 7);
         assert_eq!(keeper.in_memory(), before);
         // Kept again under the same name: the old rows are let go (memory, file).
         let kept = keeper
-            .keep(&ctx, "Big", numbers(&ctx, 10), true, &id)
+            .keep(&ctx, "Big", numbers(&ctx, 10), PastAllowance::Spill, &id)
             .await
             .unwrap();
         assert!(matches!(kept, Kept::Memory(_)));

@@ -37,14 +37,18 @@ pub fn bounded(limit: usize) -> std::result::Result<SessionContext, DataFusionEr
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool::SharedFairPool::new(limit)))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config(), runtime);
-    spark::register(&ctx);
-    Ok(ctx)
+    Ok(with_spark(SessionContext::new_with_config_rt(
+        config(),
+        runtime,
+    )))
 }
 
 /// A session with `config` (start from [`config`]) and the Spark functions.
 pub fn with_config(config: SessionConfig) -> SessionContext {
-    let ctx = SessionContext::new_with_config(config);
+    with_spark(SessionContext::new_with_config(config))
+}
+
+fn with_spark(ctx: SessionContext) -> SessionContext {
     spark::register(&ctx);
     ctx
 }
