@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
@@ -451,6 +452,47 @@ fn gold_record(
     }
     let mut user: serde_json::Value = serde_json::from_str(info.user_metadata.as_deref()?).ok()?;
     Some(Cow::Owned(user.get_mut(GOLD_COMMIT_KEY)?.take()))
+}
+
+/// The files of a table snapshot.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct FileStats {
+    /// Data files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Rows, from the files' statistics (`None` when a file has none).
+    pub rows: Option<u64>,
+    /// Files below the target size that share a partition with another such file: what
+    /// compaction would merge.
+    pub small_files: u64,
+}
+
+/// The files of `table`'s snapshot, from its log alone (no data file is read).
+pub fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
+    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
+    let target = state.table_config().target_file_size().get();
+    let mut stats = FileStats {
+        rows: Some(0),
+        ..FileStats::default()
+    };
+    let mut small: BTreeMap<Vec<(String, Option<String>)>, u64> = BTreeMap::new();
+    for f in state.log_data().iter() {
+        let size = u64::try_from(f.size()).unwrap_or(0);
+        stats.files += 1;
+        stats.bytes += size;
+        stats.rows = match (stats.rows, f.num_records()) {
+            (Some(r), Some(n)) => Some(r + n as u64),
+            _ => None,
+        };
+        if size < target {
+            let mut key: Vec<_> = f.partition_values_map().into_iter().collect();
+            key.sort();
+            *small.entry(key).or_default() += 1;
+        }
+    }
+    stats.small_files = small.values().filter(|&&n| n > 1).sum();
+    Ok(stats)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
-use crate::lake::{At, Lakehouse, log, manifest, operation};
+use crate::lake::{At, FileStats, Lakehouse, file_stats, log, manifest, operation};
 
 /// Vacuum refuses to keep less history than this without `force` (Delta's own default).
 pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
@@ -33,47 +33,6 @@ pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
 /// Table property: when an append or refresh leaves at least this many small files (files that
 /// compaction would merge), they are compacted right away. Absent or 0: never.
 pub const AUTO_COMPACT_PROPERTY: &str = "berserkr.autoCompact.minFiles";
-
-/// The files of a table snapshot.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct FileStats {
-    /// Data files.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Rows, from the files' statistics (`None` when a file has none).
-    pub rows: Option<u64>,
-    /// Files below the target size that share a partition with another such file: what
-    /// compaction would merge.
-    pub small_files: u64,
-}
-
-/// The files of `table`'s snapshot, from its log alone (no data file is read).
-pub(crate) fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
-    let state = table.snapshot().map_err(|e| Error::delta(id, e))?;
-    let target = state.table_config().target_file_size().get();
-    let mut stats = FileStats {
-        rows: Some(0),
-        ..FileStats::default()
-    };
-    let mut small: BTreeMap<Vec<(String, Option<String>)>, u64> = BTreeMap::new();
-    for f in state.log_data().iter() {
-        let size = u64::try_from(f.size()).unwrap_or(0);
-        stats.files += 1;
-        stats.bytes += size;
-        stats.rows = match (stats.rows, f.num_records()) {
-            (Some(r), Some(n)) => Some(r + n as u64),
-            _ => None,
-        };
-        if size < target {
-            let mut key: Vec<_> = f.partition_values_map().into_iter().collect();
-            key.sort();
-            *small.entry(key).or_default() += 1;
-        }
-    }
-    stats.small_files = small.values().filter(|&&n| n > 1).sum();
-    Ok(stats)
-}
 
 /// The tables an operation applies to: the one named, or every declared table that exists.
 async fn targets(lake: &Lakehouse, table: Option<&str>) -> Result<Vec<(TableId, DeltaTable)>> {

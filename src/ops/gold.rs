@@ -475,7 +475,7 @@ impl<'a> Gold<'a> {
         let window = Duration::days(spec.label_window());
         let silver = lake.current_table(&silver_id).await?;
         let silver_version = silver.version().unwrap_or(0);
-        let silver_rows = crate::ops::care::file_stats(&silver, &silver_id)?.rows;
+        let silver_rows = crate::lake::file_stats(&silver, &silver_id)?.rows;
         let table = lake.current_table(&id).await?;
         let ctx = bounded(lake.memory_limit()).map_err(df(&id))?;
         let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / KEPT_SHARE));

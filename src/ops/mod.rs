@@ -16,4 +16,5 @@ pub mod refresh;
 pub(crate) mod target;
 
 /// Compaction's report, also part of an append's (appends auto-compact).
-pub use care::{FileStats, OptimizeTableReport};
+pub use crate::lake::FileStats;
+pub use care::OptimizeTableReport;
