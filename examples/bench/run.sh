@@ -126,7 +126,7 @@ for n in $ROWS; do
   dka=$(best_wall duckdb-all-$n); pla=$(best_wall polars-all-$n)
   printf '%9s rows: refresh silver %.2f (%s MiB) | gold %.2f (%s MiB) | end to end %.2f (%s MiB) | incremental silver (+1 drop) %.2f | duckdb all %.2f (%s MiB) | polars all %.2f (%s MiB)\n' \
     "$n" "$sv" "$(peak silver-$n)" "$gd" "$(peak gold-$n)" "$e2e" "$(peak e2e-$n)" "$inc" "$dka" "$(peak duckdb-all-$n)" "$pla" "$(peak polars-all-$n)"
-  echo "$n rows, peak RSS per step (MiB, highest of $ROUNDS): append $(peak append-$n), refresh silver $(peak silver-$n), refresh gold $(peak gold-$n), daily lake run $(peak daily-$n); polars all $(peak polars-all-$n), duckdb all $(peak duckdb-all-$n) (berserkr's memory limit: ${BERSERKR_MEMORY_LIMIT:-2GiB})" | tee -a "$OUT/ratios.txt"
+  echo "$n rows, peak RSS per step (MiB, highest of $ROUNDS): append $(peak append-$n), refresh silver $(peak silver-$n), refresh gold $(peak gold-$n), daily lake run $(peak daily-$n), refresh all after the append (end to end) $(peak e2e-$n); polars all $(peak polars-all-$n), duckdb all $(peak duckdb-all-$n) (berserkr's memory limit: ${BERSERKR_MEMORY_LIMIT:-2GiB})" | tee -a "$OUT/ratios.txt"
   "$PY" -c "import sys; e,d,p,i=map(float,sys.argv[1:5]); print(f'{sys.argv[5]:>9} rows: end to end / duckdb all = {e/d:.2f}   end to end / polars all = {e/p:.2f}   incremental silver / end to end = {i/e:.3f}')" "$e2e" "$dka" "$pla" "$inc" "$n" | tee -a "$OUT/ratios.txt"
   echo "$n rows, per round: end to end / polars all = $(paired e2e-$n polars-all-$n)" | tee -a "$OUT/ratios.txt"
   # The daily drop's cost as a share of the full build, per round (steps timed by `lake run`).

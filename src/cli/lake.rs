@@ -432,6 +432,8 @@ async fn refresh(
         } else {
             print_silver(&report);
         }
+        // Gold starts from what is in use, not from silver's peak.
+        super::alloc::give_back();
     }
     if matches!(layer, LayerArg::Gold | LayerArg::All) {
         let report = lake
@@ -502,6 +504,10 @@ async fn run_daily(lake: Lakehouse, args: RunArgs) -> anyhow::Result<u8> {
         .with_train(train)
         .with_score(args.score.then_some(args.out))
         .with_observer(move |e| {
+            if let RunEvent::Finished(_) = e {
+                // Each step starts from what is in use, not from the one before's peak.
+                super::alloc::give_back();
+            }
             if let RunEvent::Finished(s) = e
                 && !json
                 && s.status != StepStatus::Skipped

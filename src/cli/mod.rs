@@ -1,5 +1,6 @@
 //! The command line: parses, calls the library, prints. Nothing else prints.
 
+pub mod alloc;
 mod lake;
 mod lzo;
 mod ml;
