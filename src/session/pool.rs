@@ -7,7 +7,11 @@
 //! instead of 4.6 s). Its `GreedyMemoryPool` lets one operator take the whole pool, and the
 //! sort it does to spill then needs as much again outside the pool (3.6 GB of resident memory
 //! under a 2 GiB limit at 50M rows). [`SharedFairPool`] shares the pool equally among the
-//! operators that hold memory now.
+//! operators that hold memory now, and keeps an eighth of it from those that hold some already:
+//! an operator only spills when its own request fails, so without that headroom one operator
+//! alone could fill the pool and the next one to start (or a join's table, which cannot spill)
+//! would find nothing at all, however small its first request (seen: gold under 64 MiB failed
+//! now and then, an aggregation of the scoring snapshot refused its first megabyte).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,13 +22,18 @@ use deltalake::datafusion::execution::memory_pool::{
 };
 
 /// A memory pool of a fixed size: memory that cannot spill is granted first come, first
-/// served; memory that can spill is shared equally among the consumers holding some (see the
-/// module's documentation).
+/// served; memory that can spill is shared equally among the consumers holding some, and those
+/// leave [`HEADROOM`] of the pool to the ones that hold none yet (see the module's
+/// documentation).
 #[derive(Debug)]
 pub struct SharedFairPool {
     size: usize,
     state: Mutex<State>,
 }
+
+/// The part of the pool (1 / HEADROOM) that consumers holding spillable memory leave free for
+/// those that start: memory that cannot spill, and the first request of a consumer that can.
+pub const HEADROOM: usize = 8;
 
 #[derive(Debug, Default)]
 struct State {
@@ -96,6 +105,14 @@ impl MemoryPool for SharedFairPool {
         }
         if consumer.can_spill() {
             let held = state.holders.get(&consumer.id()).copied().unwrap_or(0);
+            let headroom = self.size / HEADROOM;
+            if held > 0 && additional + headroom > free {
+                return Err(exhausted(
+                    consumer,
+                    additional,
+                    free.saturating_sub(headroom),
+                ));
+            }
             let sharing = state.holders.len() + usize::from(held == 0);
             let share = self.size.saturating_sub(state.unspillable) / sharing.max(1);
             if held + additional > share {
@@ -156,27 +173,39 @@ mod tests {
                     .register(&pool)
             })
             .collect();
-        let a = MemoryConsumer::new("a")
-            .with_can_spill(true)
-            .register(&pool);
-        a.try_grow(800).unwrap();
-        assert!(a.try_grow(1).is_err(), "the pool is full");
-        a.shrink(400);
-        // A second holder: each may hold half of the 800 bytes that are not fixed.
-        let b = MemoryConsumer::new("b")
-            .with_can_spill(true)
-            .register(&pool);
-        b.try_grow(400).unwrap();
+        let spiller = |name: &str| {
+            MemoryConsumer::new(name.to_string())
+                .with_can_spill(true)
+                .register(&pool)
+        };
+        let a = spiller("a");
+        // Alone, `a` may hold all that is not fixed, but not the headroom (1000 / 8 = 125)
+        // once it holds some.
+        a.try_grow(600).unwrap();
+        a.try_grow(75).unwrap();
+        assert!(
+            a.try_grow(1).is_err(),
+            "the headroom is for those that start"
+        );
+        // A second spiller's first request finds the headroom.
+        let b = spiller("b");
+        b.try_grow(125).unwrap();
+        // Two holders: each may hold half of the 800 bytes that are not fixed; `a` holds more
+        // and is refused (it spills); `b` grows as long as the headroom stays free.
+        assert!(a.try_grow(1).is_err());
+        a.shrink(375);
+        b.try_grow(250).unwrap();
         assert!(b.try_grow(1).is_err());
         a.free();
-        // `a` let go: `b` may have them all.
-        b.try_grow(400).unwrap();
-        assert_eq!(pool.reserved(), 1000);
-        // Memory that cannot spill only finds what is free.
+        // `a` let go: `b` may have all but the headroom.
+        b.try_grow(300).unwrap();
+        assert!(b.try_grow(1).is_err());
+        // Memory that cannot spill finds what is free, the headroom included.
+        fixed.try_grow(125).unwrap();
         let e = fixed.try_grow(1).unwrap_err().to_string();
         assert!(e.contains("fixed wanted 1 more bytes"), "{e}");
         b.free();
-        fixed.try_grow(800).unwrap();
+        fixed.try_grow(675).unwrap();
         drop(idle);
         fixed.free();
         assert_eq!(pool.reserved(), 0);
