@@ -432,8 +432,10 @@ async fn refresh(
         } else {
             print_silver(&report);
         }
-        // Gold starts from what is in use, not from silver's peak.
-        super::alloc::give_back();
+        if matches!(layer, LayerArg::All) {
+            // Gold starts from what is in use, not from silver's peak.
+            super::alloc::give_back();
+        }
     }
     if matches!(layer, LayerArg::Gold | LayerArg::All) {
         let report = lake
@@ -504,21 +506,20 @@ async fn run_daily(lake: Lakehouse, args: RunArgs) -> anyhow::Result<u8> {
         .with_train(train)
         .with_score(args.score.then_some(args.out))
         .with_observer(move |e| {
-            if let RunEvent::Finished(_) = e {
-                // Each step starts from what is in use, not from the one before's peak.
-                super::alloc::give_back();
-            }
             if let RunEvent::Finished(s) = e
-                && !json
                 && s.status != StepStatus::Skipped
             {
-                println!(
-                    "{:<8} {:<10} {:>7.2} s  {}",
-                    format!("{:?}", s.step).to_lowercase(),
-                    format!("{:?}", s.status).to_lowercase(),
-                    s.seconds,
-                    step_summary(s)
-                );
+                // The next step starts from what is in use, not from this one's peak.
+                super::alloc::give_back();
+                if !json {
+                    println!(
+                        "{:<8} {:<10} {:>7.2} s  {}",
+                        format!("{:?}", s.step).to_lowercase(),
+                        format!("{:?}", s.status).to_lowercase(),
+                        s.seconds,
+                        step_summary(s)
+                    );
+                }
             }
         })
         .await?;

@@ -478,7 +478,12 @@ pub fn file_stats(table: &DeltaTable, id: &TableId) -> Result<FileStats> {
     };
     let mut small: BTreeMap<Vec<(String, Option<String>)>, u64> = BTreeMap::new();
     for f in state.log_data().iter() {
-        let size = u64::try_from(f.size()).unwrap_or(0);
+        let size = u64::try_from(f.size()).map_err(|_| Error::CorruptLog {
+            table: id.to_string(),
+            version: state.version(),
+            line: None,
+            reason: format!("file {} has a negative size ({})", f.path(), f.size()),
+        })?;
         stats.files += 1;
         stats.bytes += size;
         stats.rows = match (stats.rows, f.num_records()) {

@@ -16,5 +16,4 @@ pub mod refresh;
 pub(crate) mod target;
 
 /// Compaction's report, also part of an append's (appends auto-compact).
-pub use crate::lake::FileStats;
 pub use care::OptimizeTableReport;
