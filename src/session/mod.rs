@@ -17,6 +17,7 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::disk_manager::DiskManagerBuilder;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -36,12 +37,33 @@ pub fn session() -> SessionContext {
 pub fn bounded(limit: usize) -> std::result::Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool::SharedFairPool::new(limit)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_max_spill_merge_fan_in(merge_fan_in(limit)),
+        )
         .build_arc()?;
     Ok(with_spark(SessionContext::new_with_config_rt(
         config(),
         runtime,
     )))
 }
+
+/// How many spill files one merge pass of a bounded session reads at once: one per
+/// [`MERGE_FAN_IN_BYTES`] of the limit, at least 2, at most [`MERGE_FAN_IN_MAX`].
+///
+/// An aggregation that spilled merges its spill files at the end, and the merge reserves a
+/// buffer for each file it reads while the aggregation that consumes it (which cannot spill
+/// again) still needs room for its groups: both come out of the operator's share. Unbounded,
+/// the merge took the whole share and the aggregation was refused its next megabyte (gold
+/// under 48 MiB, every time). More files than this are merged in several passes.
+pub fn merge_fan_in(limit: usize) -> usize {
+    (limit / MERGE_FAN_IN_BYTES).clamp(2, MERGE_FAN_IN_MAX)
+}
+
+/// The memory limit per spill file one merge pass reads ([`merge_fan_in`]).
+pub const MERGE_FAN_IN_BYTES: usize = 32 << 20;
+
+/// The most spill files one merge pass reads ([`merge_fan_in`]).
+pub const MERGE_FAN_IN_MAX: usize = 64;
 
 /// A session with `config` (start from [`config`]) and the Spark functions.
 pub fn with_config(config: SessionConfig) -> SessionContext {
@@ -137,4 +159,25 @@ pub fn conform_columns(
         context: format!("rows for {table}"),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_fan_in_follows_the_limit_within_its_bounds() {
+        assert_eq!(merge_fan_in(256 << 10), 2);
+        assert_eq!(merge_fan_in(64 << 20), 2);
+        assert_eq!(merge_fan_in(256 << 20), 8);
+        assert_eq!(merge_fan_in(2 << 30), 64);
+        assert_eq!(merge_fan_in(64 << 30), 64);
+    }
+
+    #[test]
+    fn a_bounded_session_merges_with_that_fan_in() {
+        let ctx = bounded(256 << 20).unwrap();
+        let disk = &ctx.runtime_env().disk_manager;
+        assert_eq!(disk.max_spill_merge_fan_in(), 8);
+    }
 }

@@ -7,11 +7,22 @@
 //! instead of 4.6 s). Its `GreedyMemoryPool` lets one operator take the whole pool, and the
 //! sort it does to spill then needs as much again outside the pool (3.6 GB of resident memory
 //! under a 2 GiB limit at 50M rows). [`SharedFairPool`] shares the pool equally among the
-//! operators that hold memory now, and keeps an eighth of it from those that hold some already:
-//! an operator only spills when its own request fails, so without that headroom one operator
-//! alone could fill the pool and the next one to start (or a join's table, which cannot spill)
-//! would find nothing at all, however small its first request (seen: gold under 64 MiB failed
-//! now and then, an aggregation of the scoring snapshot refused its first megabyte).
+//! operators that hold memory now, and keeps an eighth of it (the headroom) from those that
+//! hold some already: an operator only spills when its own request fails, so without that
+//! headroom one operator alone could fill the pool and the next one to start (or a join's
+//! table, which cannot spill) would find nothing at all, however small its first request.
+//!
+//! Two requests cannot be answered by spilling, though the operator making them can spill:
+//! an aggregation that spilled merges its spill files at the end, and both the merge's buffers
+//! and the groups the merge feeds come out of the operator's share after it let its table go.
+//! By then the share may be smaller (others started holding memory) and the headroom is kept
+//! from it. So an operator may go past its equal share by the headroom, and one that stays
+//! within an equal share counting the next operator to start leaves only half the headroom
+//! free; the merge's buffers are bounded by the session's merge fan-in
+//! ([`super::merge_fan_in`]). Without these, gold under 48 MiB failed every time and under
+//! 64 MiB now and then (a final aggregation "wanted 983000 more bytes", with 670,080 left
+//! beside the headroom, and the merge holding 5.6 MB). A refused request names the largest
+//! holders of the pool.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,9 +33,10 @@ use deltalake::datafusion::execution::memory_pool::{
 };
 
 /// A memory pool of a fixed size: memory that cannot spill is granted first come, first
-/// served; memory that can spill is shared equally among the consumers holding some, and those
-/// leave [`HEADROOM`] of the pool to the ones that hold none yet (see the module's
-/// documentation).
+/// served; memory that can spill is shared equally among the consumers holding some (each may
+/// go past its share by the headroom), and those leave the headroom (1 / [`HEADROOM`] of the
+/// pool, half of it while within an equal share) to the ones that hold none yet (see the
+/// module's documentation).
 #[derive(Debug)]
 pub struct SharedFairPool {
     size: usize,
@@ -41,6 +53,8 @@ struct State {
     spillable: usize,
     /// Bytes held by each consumer that can spill and holds some, by consumer id.
     holders: HashMap<usize, usize>,
+    /// Every consumer holding memory, by consumer id: its name and bytes (named in errors).
+    held: HashMap<usize, (String, usize)>,
 }
 
 impl SharedFairPool {
@@ -60,6 +74,13 @@ impl SharedFairPool {
 
 impl State {
     fn add(&mut self, consumer: &MemoryConsumer, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.held
+            .entry(consumer.id())
+            .or_insert_with(|| (consumer.name().to_string(), 0))
+            .1 += bytes;
         if consumer.can_spill() {
             self.spillable += bytes;
             *self.holders.entry(consumer.id()).or_default() += bytes;
@@ -81,6 +102,12 @@ impl MemoryPool for SharedFairPool {
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         let consumer = reservation.consumer();
         let mut state = self.state();
+        if let Some((_, held)) = state.held.get_mut(&consumer.id()) {
+            *held = held.saturating_sub(shrink);
+            if *held == 0 {
+                state.held.remove(&consumer.id());
+            }
+        }
         if consumer.can_spill() {
             state.spillable = state.spillable.saturating_sub(shrink);
             if let Some(held) = state.holders.get_mut(&consumer.id()) {
@@ -101,22 +128,36 @@ impl MemoryPool for SharedFairPool {
             .size
             .saturating_sub(state.unspillable + state.spillable);
         if additional > free {
-            return Err(exhausted(consumer, additional, free));
+            return Err(exhausted(&state, consumer, additional, free));
         }
         if consumer.can_spill() {
             let held = state.holders.get(&consumer.id()).copied().unwrap_or(0);
             let headroom = self.size / HEADROOM;
-            if held > 0 && additional + headroom > free {
+            let sharing = state.holders.len() + usize::from(held == 0);
+            let room = self.size.saturating_sub(state.unspillable);
+            // A holder leaves the headroom free; one that would stay within an equal share
+            // counting one more holder (the next to start) leaves half of it.
+            let keep = match held + additional <= room / (sharing + 1) {
+                true => headroom / 2,
+                false => headroom,
+            };
+            if held > 0 && additional + keep > free {
                 return Err(exhausted(
+                    &state,
                     consumer,
                     additional,
-                    free.saturating_sub(headroom),
+                    free.saturating_sub(keep),
                 ));
             }
-            let sharing = state.holders.len() + usize::from(held == 0);
-            let share = self.size.saturating_sub(state.unspillable) / sharing.max(1);
+            // An equal share, and the headroom on top (see the module's documentation).
+            let share = room / sharing.max(1) + headroom;
             if held + additional > share {
-                return Err(exhausted(consumer, additional, share.saturating_sub(held)));
+                return Err(exhausted(
+                    &state,
+                    consumer,
+                    additional,
+                    share.saturating_sub(held),
+                ));
             }
         }
         state.add(consumer, additional);
@@ -147,12 +188,38 @@ impl std::fmt::Display for SharedFairPool {
     }
 }
 
-fn exhausted(consumer: &MemoryConsumer, wanted: usize, available: usize) -> DataFusionError {
+/// The error of a refused request: who asked, for how much, what was left, and the largest
+/// holders of the pool (as DataFusion's `TrackConsumersPool` names them).
+fn exhausted(
+    state: &State,
+    consumer: &MemoryConsumer,
+    wanted: usize,
+    available: usize,
+) -> DataFusionError {
+    let mut held: Vec<&(String, usize)> = state.held.values().collect();
+    held.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let top: Vec<String> = held
+        .iter()
+        .take(TOP_HOLDERS)
+        .map(|(name, bytes)| format!("{name} {bytes}"))
+        .collect();
+    let others = held.len().saturating_sub(TOP_HOLDERS);
+    let others = match others {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
     DataFusionError::ResourcesExhausted(format!(
-        "{} wanted {wanted} more bytes of the memory limit, {available} were available (raise --memory-limit)",
-        consumer.name()
+        "{} wanted {wanted} more bytes of the memory limit, {available} were available; held by {}{others} (raise --memory-limit)",
+        consumer.name(),
+        match top.is_empty() {
+            true => "none".to_string(),
+            false => top.join(", "),
+        }
     ))
 }
+
+/// How many of the largest holders a refused request names.
+const TOP_HOLDERS: usize = 5;
 
 #[cfg(test)]
 mod tests {
@@ -190,15 +257,26 @@ mod tests {
         // A second spiller's first request finds the headroom.
         let b = spiller("b");
         b.try_grow(125).unwrap();
-        // Two holders: each may hold half of the 800 bytes that are not fixed; `a` holds more
-        // and is refused (it spills); `b` grows as long as the headroom stays free.
+        // Two holders: each may hold half of the 800 bytes that are not fixed, and the
+        // headroom on top; `a` holds more and is refused (it spills); `b` grows as long as the
+        // headroom stays free.
         assert!(a.try_grow(1).is_err());
         a.shrink(375);
         b.try_grow(250).unwrap();
         assert!(b.try_grow(1).is_err());
+        a.shrink(200);
+        // Past its share (400) by the headroom (125), not by a byte more, though 50 are free
+        // beyond the headroom.
+        b.try_grow(150).unwrap();
+        let e = b.try_grow(1).unwrap_err().to_string();
+        assert!(e.contains("0 were available"), "{e}");
+        // `a`, within an equal share of three (266), may use half of the headroom, no more.
+        a.try_grow(100).unwrap();
+        let e = a.try_grow(20).unwrap_err().to_string();
+        assert!(e.contains("13 were available"), "{e}");
         a.free();
         // `a` let go: `b` may have all but the headroom.
-        b.try_grow(300).unwrap();
+        b.try_grow(150).unwrap();
         assert!(b.try_grow(1).is_err());
         // Memory that cannot spill finds what is free, the headroom included.
         fixed.try_grow(125).unwrap();
