@@ -15,6 +15,11 @@
 #   LOCK_WAIT       seconds to wait for a run still holding the lock (default 3600; then exit 2)
 #   ATTEMPTS        tries in all on exit 2 (default 4)
 #   RETRY_DELAY     seconds before the first retry, doubled each time (default 300)
+#   RUN_TIMEOUT     seconds one attempt may take before it is stopped (TERM, then KILL a minute
+#                   later) and retried like exit 2 (default 7200, as the Airflow DAG's
+#                   execution_timeout; empty: no limit). A stopped run commits nothing half-way:
+#                   each table's commit is atomic, and the rerun continues from the last step
+#                   that committed
 #   DROP_WAIT       seconds to wait for a local drop that has not arrived (default 0)
 #   TRAIN_WEEKDAY   ISO weekday (1 = Monday .. 7 = Sunday) of DAY on which to retrain and score
 #                   (default 7; empty: never); the model goes to $MODELS_DIR/<DAY>
@@ -30,6 +35,7 @@ LOCK_FILE="${LOCK_FILE:-$LOG_DIR/berserkr-daily.lock}"
 LOCK_WAIT="${LOCK_WAIT:-3600}"
 ATTEMPTS="${ATTEMPTS:-4}"
 RETRY_DELAY="${RETRY_DELAY:-300}"
+RUN_TIMEOUT="${RUN_TIMEOUT-7200}"
 DROP_WAIT="${DROP_WAIT:-0}"
 DROP_NAME="${DROP_NAME:-%s.csv.lzo}"
 TRAIN_WEEKDAY="${TRAIN_WEEKDAY-7}"
@@ -81,8 +87,13 @@ attempt=1; delay="$RETRY_DELAY"
 while :; do
   log "attempt $attempt/$ATTEMPTS: $BERSERKR ${args[*]}"
   # stdout (the JSON summary) to a file, stderr (the logs) through the time stamps.
-  "$BERSERKR" "${args[@]}" 2>&1 >"$SUMMARY.tmp" | stamp
+  limit=()
+  [ -n "$RUN_TIMEOUT" ] && limit=(timeout --kill-after=60 "$RUN_TIMEOUT")
+  "${limit[@]}" "$BERSERKR" "${args[@]}" 2>&1 >"$SUMMARY.tmp" | stamp
   rc=${PIPESTATUS[0]}
+  if [ -n "$RUN_TIMEOUT" ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
+    log "attempt $attempt stopped after ${RUN_TIMEOUT}s (RUN_TIMEOUT; exit $rc)"
+  fi
   if [ -s "$SUMMARY.tmp" ]; then
     mv "$SUMMARY.tmp" "$SUMMARY"; log "summary: $(tr -d '\n' <"$SUMMARY")"
   else

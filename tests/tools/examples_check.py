@@ -3,7 +3,8 @@
 
   examples_check.py cron REPO TMP          the cron wrapper against a fake `berserkr` that
                                            records its arguments and exits as told: retries on 2
-                                           only, with backoff; exit 1 at once; lock; training day
+                                           only, with backoff; exit 1 at once; a hung run stopped
+                                           and retried; lock; training day
   examples_check.py airflow REPO TMP       (Airflow's venv) the DAG through Airflow's DagBag: no
                                            import errors, the task graph, retries and schedule as
                                            designed; its task callables against the fake binary
@@ -19,6 +20,8 @@ FAKE = r"""#!/usr/bin/env bash
 printf '%s\t' "$@" >>"$FAKE_DIR/calls"; echo >>"$FAKE_DIR/calls"; echo "${BERSERKR_LAKE:-}" >>"$FAKE_DIR/lakes"
 n=$(wc -l <"$FAKE_DIR/calls")
 code=$(sed -n "${n}p" "$FAKE_DIR/codes" 2>/dev/null); code=${code:-0}
+# "sleep:N": hang N seconds (a run that never ends), then exit 0.
+case "$code" in sleep:*) echo "fake berserkr: call $n sleeps" >&2; sleep "${code#sleep:}"; code=0 ;; esac
 echo "fake berserkr: call $n exits $code" >&2
 printf '{"ok": %s, "did_work": true, "steps": [{"step": "append", "status": "%s", "seconds": 0.5, "detail": {}}], "error": %s}\n' \
   "$([ "$code" = 0 ] && echo true || echo false)" "$([ "$code" = 0 ] && echo done || echo failed)" \
@@ -85,6 +88,13 @@ def cron(repo, tmp):
     # Another exit (killed, not found): retried like 2.
     p, d, _ = run([137, 0])
     assert p.returncode == 0 and len(calls(d)) == 2, p
+    # A run that hangs is stopped after RUN_TIMEOUT and retried; the retry's summary is kept.
+    p, d, secs = run(["sleep:60", 0], RUN_TIMEOUT="1")
+    log = open(f"{d}/log/berserkr-daily.log").read()
+    assert p.returncode == 0 and len(calls(d)) == 2 and secs < 30, (p, secs)
+    assert "stopped after 1s (RUN_TIMEOUT; exit 124)" in log, log
+    assert json.load(open(f"{d}/log/summary-2011-12-09.json"))["ok"] is True
+    out["hung_run_stopped_then_ok"] = len(calls(d))
     # A Sunday retrains and scores into MODELS_DIR/<day>.
     p, d, _ = run([0], day="2011-12-11", MODELS_DIR=f"{tmp}/models")
     assert p.returncode == 0 and calls(d)[0] == [
