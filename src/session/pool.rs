@@ -51,10 +51,18 @@ pub const HEADROOM: usize = 8;
 struct State {
     unspillable: usize,
     spillable: usize,
-    /// Bytes held by each consumer that can spill and holds some, by consumer id.
-    holders: HashMap<usize, usize>,
-    /// Every consumer holding memory, by consumer id: its name and bytes (named in errors).
-    held: HashMap<usize, (String, usize)>,
+    /// Consumers that can spill and hold memory now.
+    holders: usize,
+    /// Every consumer holding memory, by consumer id.
+    held: HashMap<usize, Held>,
+}
+
+/// What one consumer holds.
+#[derive(Debug)]
+struct Held {
+    /// The consumer's name (named in errors).
+    name: String,
+    bytes: usize,
 }
 
 impl SharedFairPool {
@@ -77,13 +85,16 @@ impl State {
         if bytes == 0 {
             return;
         }
-        self.held
-            .entry(consumer.id())
-            .or_insert_with(|| (consumer.name().to_string(), 0))
-            .1 += bytes;
+        let held = self.held.entry(consumer.id()).or_insert_with(|| Held {
+            name: consumer.name().to_string(),
+            bytes: 0,
+        });
+        if consumer.can_spill() && held.bytes == 0 {
+            self.holders += 1;
+        }
+        held.bytes += bytes;
         if consumer.can_spill() {
             self.spillable += bytes;
-            *self.holders.entry(consumer.id()).or_default() += bytes;
         } else {
             self.unspillable += bytes;
         }
@@ -102,20 +113,17 @@ impl MemoryPool for SharedFairPool {
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         let consumer = reservation.consumer();
         let mut state = self.state();
-        if let Some((_, held)) = state.held.get_mut(&consumer.id()) {
-            *held = held.saturating_sub(shrink);
-            if *held == 0 {
+        if let Some(held) = state.held.get_mut(&consumer.id()) {
+            held.bytes = held.bytes.saturating_sub(shrink);
+            if held.bytes == 0 {
                 state.held.remove(&consumer.id());
+                if consumer.can_spill() {
+                    state.holders -= 1;
+                }
             }
         }
         if consumer.can_spill() {
             state.spillable = state.spillable.saturating_sub(shrink);
-            if let Some(held) = state.holders.get_mut(&consumer.id()) {
-                *held = held.saturating_sub(shrink);
-                if *held == 0 {
-                    state.holders.remove(&consumer.id());
-                }
-            }
         } else {
             state.unspillable = state.unspillable.saturating_sub(shrink);
         }
@@ -131,9 +139,9 @@ impl MemoryPool for SharedFairPool {
             return Err(exhausted(&state, consumer, additional, free));
         }
         if consumer.can_spill() {
-            let held = state.holders.get(&consumer.id()).copied().unwrap_or(0);
+            let held = state.held.get(&consumer.id()).map_or(0, |h| h.bytes);
             let headroom = self.size / HEADROOM;
-            let sharing = state.holders.len() + usize::from(held == 0);
+            let sharing = state.holders + usize::from(held == 0);
             let room = self.size.saturating_sub(state.unspillable);
             // A holder leaves the headroom free; one that would stay within an equal share
             // counting one more holder (the next to start) leaves half of it.
@@ -180,10 +188,7 @@ impl std::fmt::Display for SharedFairPool {
         write!(
             f,
             "SharedFairPool(size={}, unspillable={}, spillable={}, holders={})",
-            self.size,
-            state.unspillable,
-            state.spillable,
-            state.holders.len()
+            self.size, state.unspillable, state.spillable, state.holders
         )
     }
 }
@@ -196,12 +201,12 @@ fn exhausted(
     wanted: usize,
     available: usize,
 ) -> DataFusionError {
-    let mut held: Vec<&(String, usize)> = state.held.values().collect();
-    held.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut held: Vec<&Held> = state.held.values().collect();
+    held.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
     let top: Vec<String> = held
         .iter()
         .take(TOP_HOLDERS)
-        .map(|(name, bytes)| format!("{name} {bytes}"))
+        .map(|h| format!("{} {}", h.name, h.bytes))
         .collect();
     let others = held.len().saturating_sub(TOP_HOLDERS);
     let others = match others {
