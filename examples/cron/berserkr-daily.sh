@@ -89,9 +89,13 @@ while :; do
   # stdout (the JSON summary) to a file, stderr (the logs) through the time stamps.
   limit=()
   [ -n "$RUN_TIMEOUT" ] && limit=(timeout --kill-after=60 "$RUN_TIMEOUT")
+  started=$SECONDS
   "${limit[@]}" "$BERSERKR" "${args[@]}" 2>&1 >"$SUMMARY.tmp" | stamp
   rc=${PIPESTATUS[0]}
-  if [ -n "$RUN_TIMEOUT" ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
+  # timeout exits 124 after its TERM, 137 after its KILL; a 137 before the limit is another
+  # kill (the kernel's OOM killer, an operator) and is logged as such below.
+  if [ -n "$RUN_TIMEOUT" ] && { [ "$rc" = 124 ] ||
+       { [ "$rc" = 137 ] && [ $((SECONDS - started)) -ge "$RUN_TIMEOUT" ]; }; }; then
     log "attempt $attempt stopped after ${RUN_TIMEOUT}s (RUN_TIMEOUT; exit $rc)"
   fi
   if [ -s "$SUMMARY.tmp" ]; then

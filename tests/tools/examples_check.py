@@ -88,6 +88,8 @@ def cron(repo, tmp):
     # Another exit (killed, not found): retried like 2.
     p, d, _ = run([137, 0])
     assert p.returncode == 0 and len(calls(d)) == 2, p
+    # ... and not taken for the time limit (137 is also what timeout returns after its KILL).
+    assert "stopped after" not in open(f"{d}/log/berserkr-daily.log").read()
     # A run that hangs is stopped after RUN_TIMEOUT and retried; the retry's summary is kept.
     p, d, secs = run(["sleep:60", 0], RUN_TIMEOUT="1")
     log = open(f"{d}/log/berserkr-daily.log").read()
