@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
 use crate::lake::{At, FileStats, Lakehouse, file_stats, log, manifest, operation};
+use crate::session::{df, finish_exchange_spill_files};
 
 /// Vacuum refuses to keep less history than this without `force` (Delta's own default).
 pub const MIN_RETAIN_HOURS: u64 = 7 * 24;
@@ -184,8 +185,9 @@ async fn optimize_table(
     let started = Instant::now();
     let before = file_stats(&table, id)?;
     let version_before = table.version().unwrap_or(0);
-    let session =
+    let mut session =
         deltalake::delta_datafusion::create_session_state_with_spill_config(Some(memory), None);
+    finish_exchange_spill_files(session.config_mut()).map_err(df(id))?;
     let mut builder = table
         .optimize()
         .with_type(if zorder.is_empty() {

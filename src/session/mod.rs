@@ -43,22 +43,33 @@ pub fn bounded(limit: usize) -> std::result::Result<SessionContext, DataFusionEr
         )
         .build_arc()?;
     let mut config = config();
-    // The exchange between partitions (RepartitionExec) spills a batch it has no room for to a
-    // spill pool, and its reader waits on the oldest file of that pool: while an input task
-    // that left a file open is held at the exchange's gate, a batch another task wrote to a
-    // newer file is never read, and every worker parks (apache/datafusion#24883, not fixed in
-    // the DataFusion we use: the query hung 1 to 2 times in 12 in our sessions; gold
-    // under 48 MiB hung the same way, every worker parked, once in 300 runs). Past this size a
-    // file is finished: one byte finishes each file with its batch, so none is left open. It
-    // costs a file per spilled batch, under memory pressure only.
-    config.options_mut().execution.max_spill_file_size_bytes =
-        ConfigNonZeroUsize::try_new(EXCHANGE_SPILL_FILE_BYTES)?;
+    finish_exchange_spill_files(&mut config)?;
     Ok(with_spark(SessionContext::new_with_config_rt(
         config, runtime,
     )))
 }
 
-/// The size past which a bounded session's exchange finishes a spill file (see [`bounded`]).
+/// Makes `config`'s exchanges between partitions (`RepartitionExec`) finish each spill file with
+/// its batch. Every session that runs under a memory limit needs it (ours, [`bounded`], and the
+/// one `lake optimize` gives delta-rs).
+///
+/// An exchange spills a batch it has no room for to a spill pool, and its reader waits on the
+/// oldest file of that pool: while an input task that left a file open is held at the
+/// exchange's gate, a batch another task wrote to a newer file is never read, and every worker
+/// parks (apache/datafusion#24883, not fixed in DataFusion 55.2: the query hung 1 to 2
+/// times in 12 in our sessions; gold of the real data under 48 MiB hung the same way once in 650
+/// runs). Past `max_spill_file_size_bytes` a file is finished; one byte finishes each file with
+/// its batch, so none is left open. It costs a file per spilled batch, only when an exchange
+/// spills.
+pub fn finish_exchange_spill_files(
+    config: &mut SessionConfig,
+) -> std::result::Result<(), DataFusionError> {
+    config.options_mut().execution.max_spill_file_size_bytes =
+        ConfigNonZeroUsize::try_new(EXCHANGE_SPILL_FILE_BYTES)?;
+    Ok(())
+}
+
+/// The size past which an exchange finishes a spill file ([`finish_exchange_spill_files`]).
 const EXCHANGE_SPILL_FILE_BYTES: usize = 1;
 
 /// How many spill files one merge pass of a bounded session reads at once: one per
@@ -178,6 +189,7 @@ pub fn conform_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::datafusion::physical_plan::{ExecutionPlan, collect};
 
     #[test]
     fn merge_fan_in_follows_the_limit_within_its_bounds() {
@@ -191,9 +203,11 @@ mod tests {
     /// apache/datafusion#24883's query: under a small limit on two partitions, the exchange
     /// spills to its spill pool, and the query hung now and then (1 to 2 attempts in 12 with
     /// DataFusion 55.2) before bounded sessions finished each spill file with its batch. Each
-    /// attempt takes well under a second; one that has not ended after 20 s is a hang.
+    /// attempt takes well under a second; one that has not ended after 20 s is a hang. The
+    /// exchanges must have spilled, or the test no longer tests anything.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_exchange_under_a_small_limit_does_not_hang() {
+        let mut exchange_spills = 0;
         for attempt in 0..48 {
             let session = bounded(2 << 20).unwrap();
             let config = session
@@ -210,17 +224,46 @@ mod tests {
                 .collect()
                 .await?;
                 let sql = "SELECT g, count(DISTINCT trace_id) AS n FROM t GROUP BY g";
-                ctx.sql(sql).await?.collect().await
+                let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+                let rows = collect(plan.clone(), ctx.task_ctx()).await?;
+                Ok::<_, DataFusionError>((rows, plan))
             };
-            let rows: usize = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+            let (rows, plan) = tokio::time::timeout(std::time::Duration::from_secs(20), run)
                 .await
                 .unwrap_or_else(|_| panic!("attempt {attempt} hung"))
-                .unwrap()
-                .iter()
-                .map(|b| b.num_rows())
-                .sum();
-            assert_eq!(rows, 13);
+                .unwrap();
+            assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 13);
+            exchange_spills += spills_of(plan.as_ref(), "RepartitionExec");
         }
+        assert!(
+            exchange_spills > 0,
+            "the exchanges never spilled: raise the data or lower the limit"
+        );
+    }
+
+    /// How many times the operators named `name` in `plan` spilled.
+    fn spills_of(plan: &dyn ExecutionPlan, name: &str) -> usize {
+        let own = if plan.name() == name {
+            plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0)
+        } else {
+            0
+        };
+        own + plan
+            .children()
+            .into_iter()
+            .map(|c| spills_of(c.as_ref(), name))
+            .sum::<usize>()
+    }
+
+    #[test]
+    fn sessions_under_a_limit_finish_each_exchange_spill_file() {
+        let ctx = bounded(256 << 20).unwrap();
+        let spill_file = ctx
+            .copied_config()
+            .options()
+            .execution
+            .max_spill_file_size_bytes;
+        assert_eq!(usize::from(spill_file), EXCHANGE_SPILL_FILE_BYTES);
     }
 
     #[test]
