@@ -478,6 +478,16 @@ impl<'a> Gold<'a> {
         let silver_rows = crate::lake::file_stats(&silver, &silver_id)?.rows;
         let table = lake.current_table(&id).await?;
         let ctx = bounded(lake.memory_limit()).map_err(df(&id))?;
+        // The transform names the small side of every join first: each is built once from the
+        // whole of that side, and the pairs stream through it in the partitions they are in,
+        // never exchanged (DataFusion would hash both sides across partitions when it cannot
+        // tell the sizes, as after an aggregation).
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .repartition_joins = false;
         let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / KEPT_SHARE));
         ctx.register_table(
             SOURCE,
@@ -980,8 +990,14 @@ async fn write_plan(
         .fold((0, 0), |(r, p), (r1, p1)| (r + r1, p + p1)))
 }
 
+/// The column every step of gold's transform groups or joins silver's rows by (a customer's
+/// pairs, invoices and labels): silver kept in memory is hash-partitioned by it, so those steps
+/// run where the rows are, without exchanging them between partitions.
+const SOURCE_KEY: &str = "CustomerID";
+
 /// Replaces [`SOURCE`] in `ctx` by an in-memory copy of the columns `plan` reads of it, when
-/// `keeper` has room for them; else leaves it (`past`).
+/// `keeper` has room for them; else leaves it (`past`). The copy is hash-partitioned by
+/// [`SOURCE_KEY`].
 async fn load_into_memory(
     ctx: &SessionContext,
     keeper: &mut Keeper,
@@ -1022,7 +1038,13 @@ async fn load_into_memory(
         .await
         .map_err(df(id))?;
     let started = std::time::Instant::now();
-    let kept = keeper.keep(ctx, name, data, past, id).await?;
+    let kept = if used.iter().any(|c| c == SOURCE_KEY) {
+        keeper
+            .keep_hashed(ctx, name, data, SOURCE_KEY, past, id)
+            .await?
+    } else {
+        keeper.keep(ctx, name, data, past, id).await?
+    };
     tracing::debug!(table = %id, columns = ?used, kept = ?kept,
         seconds = started.elapsed().as_secs_f64(), "source columns kept");
     Ok(())

@@ -7,18 +7,28 @@
 //! Parquet file in a temporary folder that lives as long as the keeper, or leaves the table as
 //! it was (for a table that is already on storage). Either way the session reads the same rows
 //! under the same name; only where they are differs.
+//!
+//! What is kept in memory keeps the partitions the query made ([`KeptTable`]): a result
+//! hash-partitioned by a column (silver by the customer, [`Keeper::keep_hashed`]; the per-pair
+//! view, grouped over it) is grouped and joined by that column where it is, not exchanged
+//! between partitions again. Each partition of the query runs in a task of its own.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::dataframe::DataFrame;
-use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::{DataFusionError, Result as DfResult};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use deltalake::datafusion::physical_expr::expressions::Column;
+use deltalake::datafusion::physical_plan::repartition::RepartitionExec;
+use deltalake::datafusion::physical_plan::{
+    ExecutionPlanProperties, Partitioning, execute_stream_partitioned,
+};
 use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::parquet::arrow::AsyncArrowWriter;
 use deltalake::parquet::file::properties::WriterProperties;
@@ -27,6 +37,7 @@ use futures::StreamExt;
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
 use crate::session::df;
+use crate::session::kept::KeptTable;
 
 /// Rows per row group of a spill file: row groups are what the session's partitions read side
 /// by side.
@@ -117,16 +128,54 @@ impl Keeper {
         past: PastAllowance,
         table: &TableId,
     ) -> Result<Kept> {
+        self.keep_as(ctx, name, data, None, past, table).await
+    }
+
+    /// [`Self::keep`], with the rows hash-partitioned by the column `by` (by DataFusion's own
+    /// exchange, one partition per core) when they are kept in memory: the queries that group
+    /// or join them by it then run where the rows are, without an exchange.
+    pub async fn keep_hashed(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+        data: DataFrame,
+        by: &str,
+        past: PastAllowance,
+        table: &TableId,
+    ) -> Result<Kept> {
+        self.keep_as(ctx, name, data, Some(by), past, table).await
+    }
+
+    async fn keep_as(
+        &mut self,
+        ctx: &SessionContext,
+        name: &str,
+        data: DataFrame,
+        by: Option<&str>,
+        past: PastAllowance,
+        table: &TableId,
+    ) -> Result<Kept> {
         self.release(ctx, name, table)?;
         let room = self.allowance.saturating_sub(self.in_memory());
-        let schema: SchemaRef = Arc::new(data.schema().as_arrow().clone());
-        let mut stream = data.execute_stream().await.map_err(df(table))?;
+        let mut plan = data.create_physical_plan().await.map_err(df(table))?;
+        if let Some(by) = by {
+            let column = Column::new_with_schema(by, &plan.schema()).map_err(df(table))?;
+            let partitions = ctx.copied_config().target_partitions().max(1);
+            let hash = Partitioning::Hash(vec![Arc::new(column)], partitions);
+            plan = Arc::new(RepartitionExec::try_new(plan, hash).map_err(df(table))?);
+        }
+        let schema = plan.schema();
+        let hashed_by = hash_columns(plan.output_partitioning());
+        let partitions = plan.output_partitioning().partition_count();
+        // Every partition of the plan runs in a task of its own, side by side (an exchange may
+        // feed them all), and each batch stays in the partition it came from.
+        let streams = execute_stream_partitioned(plan, ctx.task_ctx()).map_err(df(table))?;
+        let mut stream = Partitions::run(streams, table);
         // This result's memory: given back to the pool if it is not kept, or on an error.
         let reservation = self.consumer.new_empty();
         let mut held = Vec::new();
         let mut over = None;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(df(table))?;
+        while let Some((part, batch)) = stream.next().await? {
             let size = memory_size(&batch);
             let projected = match past {
                 PastAllowance::Leave { rows: Some(rows) } if held.is_empty() => {
@@ -138,15 +187,28 @@ impl Keeper {
                 over = Some(batch);
                 break;
             }
-            held.push(batch);
+            held.push((part, batch));
         }
         let Some(first_over) = over else {
-            let partitions = ctx.copied_config().target_partitions().max(1);
-            let mut parts = vec![Vec::new(); partitions];
-            for (i, b) in held.into_iter().enumerate() {
-                parts[i % partitions].push(b);
-            }
-            let provider = MemTable::try_new(schema, parts).map_err(df(table))?;
+            let provider = match hashed_by {
+                // As the plan partitioned them: its partitioning holds for the kept rows.
+                Some(columns) => {
+                    let mut parts = vec![Vec::new(); partitions];
+                    for (i, b) in held {
+                        parts[i].push(b);
+                    }
+                    KeptTable::new(schema, parts, Some(columns))
+                }
+                // No partitioning to keep: batches dealt out, one partition per core.
+                None => {
+                    let n = ctx.copied_config().target_partitions().max(1);
+                    let mut parts = vec![Vec::new(); n];
+                    for (i, (_, b)) in held.into_iter().enumerate() {
+                        parts[i % n].push(b);
+                    }
+                    KeptTable::new(schema, parts, None)
+                }
+            };
             register(ctx, name, Arc::new(provider), table)?;
             let bytes = reservation.size();
             self.held
@@ -168,13 +230,16 @@ impl Keeper {
             .build();
         let mut writer = AsyncArrowWriter::try_new(file, schema, Some(props)).map_err(parquet)?;
         let mut rows = 0;
-        for b in held.drain(..).chain(std::iter::once(first_over)) {
+        for b in held
+            .into_iter()
+            .map(|(_, b)| b)
+            .chain(std::iter::once(first_over))
+        {
             rows += b.num_rows();
             writer.write(&b).await.map_err(parquet)?;
         }
         drop(reservation);
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(df(table))?;
+        while let Some((_, batch)) = stream.next().await? {
             rows += batch.num_rows();
             writer.write(&batch).await.map_err(parquet)?;
         }
@@ -236,6 +301,70 @@ impl Keeper {
     }
 }
 
+/// The partitions of a plan, each run by a task of its own, read as one sequence of batches
+/// tagged with their partition. Dropped, it stops the tasks.
+struct Partitions {
+    batches: tokio::sync::mpsc::Receiver<(usize, DfResult<RecordBatch>)>,
+    tasks: tokio::task::JoinSet<()>,
+    table: TableId,
+}
+
+impl Partitions {
+    fn run(streams: Vec<SendableRecordBatchStream>, table: &TableId) -> Self {
+        let (sender, batches) = tokio::sync::mpsc::channel(2 * streams.len().max(1));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut stream) in streams.into_iter().enumerate() {
+            let sender = sender.clone();
+            tasks.spawn(async move {
+                while let Some(batch) = stream.next().await {
+                    let failed = batch.is_err();
+                    if sender.send((i, batch)).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        Self {
+            batches,
+            tasks,
+            table: table.clone(),
+        }
+    }
+
+    /// The next batch of any partition and its partition's index; `None` when every partition
+    /// has ended (a task that panicked is an error, not an end).
+    async fn next(&mut self) -> Result<Option<(usize, RecordBatch)>> {
+        match self.batches.recv().await {
+            Some((i, batch)) => Ok(Some((i, batch.map_err(df(&self.table))?))),
+            None => {
+                while let Some(ended) = self.tasks.join_next().await {
+                    ended.map_err(|e| Error::Query {
+                        table: self.table.to_string(),
+                        source: Box::new(DataFusionError::External(Box::new(e))),
+                    })?;
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The columns of a hash partitioning, by name, when it is one over columns only.
+fn hash_columns(partitioning: &Partitioning) -> Option<Vec<String>> {
+    let Partitioning::Hash(exprs, _) = partitioning else {
+        return None;
+    };
+    let names = exprs
+        .iter()
+        .map(|e| {
+            (e.as_ref() as &dyn std::any::Any)
+                .downcast_ref::<Column>()
+                .map(|c| c.name().to_string())
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!names.is_empty()).then_some(names)
+}
+
 /// Registers `provider` as `name` in `ctx`, replacing what the name was. `name` is taken as
 /// written: a `&str` table reference would be parsed as SQL again, and lower-cased.
 pub fn register(
@@ -271,6 +400,7 @@ mod tests {
     use crate::session::bounded;
     use deltalake::arrow::array::{AsArray, Int64Array};
     use deltalake::arrow::datatypes::Int64Type;
+    use deltalake::datafusion::datasource::MemTable;
 
     async fn sum(ctx: &SessionContext, name: &str) -> i64 {
         let rows = ctx
@@ -288,6 +418,122 @@ mod tests {
             RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..n)) as _)])
                 .unwrap();
         ctx.read_batch(batch).unwrap()
+    }
+
+    /// Sorted rows of `sql`, as text (for comparing results whatever their order).
+    async fn rows_of(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = deltalake::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        let mut rows: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    async fn physical(ctx: &SessionContext, sql: &str) -> String {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        deltalake::datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_result_kept_in_memory_keeps_its_hash_partitioning() {
+        let mut config = crate::session::config().with_target_partitions(2);
+        config.options_mut().optimizer.subset_repartition_threshold = 2;
+        // Every join partitioned (no build side collected), so co-partitioning is what is tested.
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold = 0;
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold_rows = 0;
+        let ctx = SessionContext::new_with_config(config);
+        let id: TableId = "gold.customer_item_features".parse().unwrap();
+        // Keys 0..97 spread over 10 batches, as a table of unknown partitioning.
+        let batches: Vec<RecordBatch> = (0..10i64)
+            .map(|b| {
+                let x = Int64Array::from_iter_values((0..1000).map(|i| b * 1000 + i));
+                let k = Int64Array::from_iter_values((0..1000).map(|i| (b * 1000 + i) * 7 % 97));
+                RecordBatch::try_from_iter([("k", Arc::new(k) as _), ("x", Arc::new(x) as _)])
+                    .unwrap()
+            })
+            .collect();
+        let schema = batches[0].schema();
+        let source =
+            MemTable::try_new(schema, vec![batches[..5].to_vec(), batches[5..].to_vec()]).unwrap();
+        ctx.register_table("src", Arc::new(source)).unwrap();
+        let mut keeper = Keeper::new(&ctx, 1 << 30);
+        let data = ctx.sql("SELECT k, x FROM src").await.unwrap();
+        let kept = keeper
+            .keep_hashed(&ctx, "kept", data, "k", PastAllowance::Spill, &id)
+            .await
+            .unwrap();
+        assert!(matches!(kept, Kept::Memory(_)), "{kept:?}");
+
+        // Grouped by its key, or by more columns than its key: no exchange, same rows.
+        for (over_kept, over_source) in [
+            (
+                "SELECT k, count(*) AS n, sum(x) AS s FROM kept GROUP BY k",
+                "SELECT k, count(*) AS n, sum(x) AS s FROM src GROUP BY k",
+            ),
+            (
+                "SELECT k, x % 3 AS m, count(*) AS n FROM kept GROUP BY k, x % 3",
+                "SELECT k, x % 3 AS m, count(*) AS n FROM src GROUP BY k, x % 3",
+            ),
+        ] {
+            let plan = physical(&ctx, over_kept).await;
+            assert!(
+                plan.contains("KeptExec: partitions=2, partitioning=Hash([k@0], 2)"),
+                "{plan}"
+            );
+            assert!(!plan.contains("RepartitionExec"), "{plan}");
+            let rows = rows_of(&ctx, over_kept).await;
+            assert_eq!(
+                rows.len(),
+                if over_kept.contains("% 3") {
+                    97 * 3
+                } else {
+                    97
+                }
+            );
+            assert_eq!(rows, rows_of(&ctx, over_source).await);
+        }
+        // Joined with another exchange's output partition by partition: the same keys meet.
+        let join = "SELECT a.k, count(*) AS n, sum(b.x) AS s FROM kept a \
+                    JOIN (SELECT k, x FROM src WHERE x % 5 = 0) b ON a.k = b.k GROUP BY a.k";
+        let plan = physical(&ctx, join).await;
+        assert!(plan.contains("mode=Partitioned"), "{plan}");
+        assert_eq!(
+            plan.matches("RepartitionExec: partitioning=Hash").count(),
+            1,
+            "{plan}"
+        );
+        assert_eq!(
+            rows_of(&ctx, join).await,
+            rows_of(&ctx, &join.replace("FROM kept a", "FROM src a")).await
+        );
+        // A projection without the key: no partitioning is claimed.
+        let plan = physical(&ctx, "SELECT x % 7 AS m, count(*) FROM kept GROUP BY x % 7").await;
+        assert!(
+            plan.contains("partitioning=UnknownPartitioning(2)"),
+            "{plan}"
+        );
+        assert!(plan.contains("RepartitionExec"), "{plan}");
     }
 
     #[tokio::test]

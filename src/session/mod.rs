@@ -8,6 +8,7 @@
 //! query rows to a table's declared schema ([`conform_batch`]).
 
 pub mod keep;
+mod kept;
 pub mod pool;
 mod spark;
 
@@ -103,9 +104,13 @@ fn with_spark(ctx: SessionContext) -> SessionContext {
 /// The configuration of [`session`]: one partition per core, identifiers' case kept, joins as
 /// written.
 pub fn config() -> SessionConfig {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut config = SessionConfig::new().with_target_partitions(partitions);
     config.options_mut().sql_parser.enable_ident_normalization = false;
+    // An input already hash-partitioned by some of an aggregation's keys (a kept result:
+    // `keep::Keeper`) is grouped where it is, without an exchange, when it has a partition per
+    // core (DataFusion's default waits for 4 partitions, more than this machine's cores).
+    config.options_mut().optimizer.subset_repartition_threshold = partitions;
     // Our SQL names the build side of each join (the left input): statistics-driven swapping
     // guessed wrong on gold, holding its 1.5M pairs in a hash table instead of streaming them.
     config.options_mut().optimizer.join_reordering = false;
