@@ -349,8 +349,9 @@ impl Partitions {
     }
 }
 
-/// The columns of a hash partitioning, by name, when it is one over columns only.
-fn hash_columns(partitioning: &Partitioning) -> Option<Vec<String>> {
+/// The columns of a hash partitioning (indices into the plan's schema), when it is one over
+/// columns only.
+fn hash_columns(partitioning: &Partitioning) -> Option<Vec<usize>> {
     let Partitioning::Hash(exprs, _) = partitioning else {
         return None;
     };
@@ -359,7 +360,7 @@ fn hash_columns(partitioning: &Partitioning) -> Option<Vec<String>> {
         .map(|e| {
             (e.as_ref() as &dyn std::any::Any)
                 .downcast_ref::<Column>()
-                .map(|c| c.name().to_string())
+                .map(|c| c.index())
         })
         .collect::<Option<Vec<_>>>()?;
     (!names.is_empty()).then_some(names)

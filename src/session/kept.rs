@@ -36,13 +36,13 @@ use deltalake::datafusion::physical_plan::{
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream, StatisticsArgs,
 };
 
-/// Batches in partitions, with the names of the columns the rows were hash-partitioned by (in
-/// order) when they were.
+/// Batches in partitions, with the columns the rows were hash-partitioned by (in order, as
+/// indices into the schema) when they were.
 #[derive(Debug)]
 pub struct KeptTable {
     schema: SchemaRef,
     partitions: Arc<Vec<Vec<RecordBatch>>>,
-    hashed_by: Option<Vec<String>>,
+    hashed_by: Option<Vec<usize>>,
 }
 
 impl KeptTable {
@@ -51,7 +51,7 @@ impl KeptTable {
     pub fn new(
         schema: SchemaRef,
         partitions: Vec<Vec<RecordBatch>>,
-        hashed_by: Option<Vec<String>>,
+        hashed_by: Option<Vec<usize>>,
     ) -> Self {
         Self {
             schema,
@@ -60,18 +60,20 @@ impl KeptTable {
         }
     }
 
-    /// The partitioning of a scan that reads `schema` (the projected columns): the declared hash
-    /// when every column of it is read, else unknown.
-    fn partitioning(&self, schema: &SchemaRef) -> Partitioning {
+    /// The partitioning of a scan that reads the columns `projection` (all: `None`), whose
+    /// schema is `schema`: the declared hash when every column of it is read, else unknown.
+    fn partitioning(&self, projection: Option<&Vec<usize>>, schema: &SchemaRef) -> Partitioning {
         let n = self.partitions.len();
-        let hashed = self.hashed_by.as_ref().and_then(|names| {
-            names
+        let hashed = self.hashed_by.as_ref().and_then(|columns| {
+            columns
                 .iter()
-                .map(|name| {
-                    schema
-                        .index_of(name)
-                        .ok()
-                        .map(|i| Arc::new(Column::new(name, i)) as Arc<dyn PhysicalExpr>)
+                .map(|&c| {
+                    let at = match projection {
+                        Some(p) => p.iter().position(|&i| i == c)?,
+                        None => c,
+                    };
+                    let name = schema.fields().get(at)?.name();
+                    Some(Arc::new(Column::new(name, at)) as Arc<dyn PhysicalExpr>)
                 })
                 .collect::<Option<Vec<_>>>()
         });
@@ -105,7 +107,7 @@ impl TableProvider for KeptTable {
         };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            self.partitioning(&schema),
+            self.partitioning(projection, &schema),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
