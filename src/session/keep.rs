@@ -21,7 +21,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::dataframe::DataFrame;
-use deltalake::datafusion::error::{DataFusionError, Result as DfResult};
+use deltalake::datafusion::error::Result as DfResult;
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use deltalake::datafusion::physical_expr::expressions::Column;
@@ -332,15 +332,14 @@ impl Partitions {
     }
 
     /// The next batch of any partition and its partition's index; `None` when every partition
-    /// has ended (a task that panicked is an error, not an end).
+    /// has ended (a task that panicked is an error, [`Error::Task`], not an end).
     async fn next(&mut self) -> Result<Option<(usize, RecordBatch)>> {
         match self.batches.recv().await {
             Some((i, batch)) => Ok(Some((i, batch.map_err(df(&self.table))?))),
             None => {
                 while let Some(ended) = self.tasks.join_next().await {
-                    ended.map_err(|e| Error::Query {
-                        table: self.table.to_string(),
-                        source: Box::new(DataFusionError::External(Box::new(e))),
+                    ended.map_err(|e| {
+                        Error::Task(format!("reading a partition of {}: {e}", self.table))
                     })?;
                 }
                 Ok(None)
@@ -355,7 +354,7 @@ fn hash_columns(partitioning: &Partitioning) -> Option<Vec<usize>> {
     let Partitioning::Hash(exprs, _) = partitioning else {
         return None;
     };
-    let names = exprs
+    let columns = exprs
         .iter()
         .map(|e| {
             (e.as_ref() as &dyn std::any::Any)
@@ -363,7 +362,7 @@ fn hash_columns(partitioning: &Partitioning) -> Option<Vec<usize>> {
                 .map(|c| c.index())
         })
         .collect::<Option<Vec<_>>>()?;
-    (!names.is_empty()).then_some(names)
+    (!columns.is_empty()).then_some(columns)
 }
 
 /// Registers `provider` as `name` in `ctx`, replacing what the name was. `name` is taken as
@@ -535,6 +534,40 @@ mod tests {
             "{plan}"
         );
         assert!(plan.contains("RepartitionExec"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn a_partition_whose_task_dies_is_an_error_not_an_end() {
+        use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        let id: TableId = "gold.customer_item_features".parse().unwrap();
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2])) as _)])
+                .unwrap();
+        let schema = batch.schema();
+        let fine: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter([Ok(batch)]),
+        ));
+        let dies: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::once(async { panic!("a partition's operator panicked") }),
+        ));
+        let mut partitions = Partitions::run(vec![fine, dies], &id);
+        let mut rows = 0;
+        let ended = loop {
+            match partitions.next().await {
+                Ok(Some((i, b))) => {
+                    assert_eq!(i, 0);
+                    rows += b.num_rows();
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(rows, 2);
+        assert!(
+            matches!(ended, Err(Error::Task(ref m)) if m.contains("panicked")),
+            "{ended:?}"
+        );
     }
 
     #[tokio::test]
