@@ -485,17 +485,18 @@ impl<'a> Gold<'a> {
         // never exchanged (DataFusion would hash both sides across partitions when it cannot
         // tell the sizes, as after an aggregation).
         //
-        // Its steps run in more partitions than there are cores (`PARTITIONS_PER_CORE`): a
-        // customer's rows are all in one partition, and with one partition a core the core
-        // whose customers bought more ran on alone at the end of every step.
+        // Its steps run in more partitions than there are cores while silver is small next to
+        // the memory limit (`partitions_per_core`).
+        let per_core = partitions_per_core(silver_rows, lake.memory_limit());
         {
             let state = ctx.state_ref();
             let mut state = state.write();
             let options = state.config_mut().options_mut();
             options.optimizer.repartition_joins = false;
-            let partitions = options.execution.target_partitions * PARTITIONS_PER_CORE;
+            let partitions = options.execution.target_partitions * per_core;
             options.execution.target_partitions = partitions;
             options.optimizer.subset_repartition_threshold = partitions;
+            tracing::debug!(table = %id, silver_rows, partitions, "gold's partitions");
         }
         let keeper = tokio::sync::Mutex::new(Keeper::new(&ctx, lake.memory_limit() / KEPT_SHARE));
         ctx.register_table(
@@ -1033,10 +1034,33 @@ async fn write_plan(
     counts
 }
 
-/// Partitions of gold's queries per core. Measured at 5M generated rows on 2 cores: gold took
-/// 3.0-3.2 s with one partition a core, 2.6 s with two, 2.3-2.7 s with four and 2.1-2.5 s with
-/// eight or sixteen, and less CPU and memory too (1.1 -> 0.8 GiB: smaller hash tables).
+/// Partitions of gold's queries per core: [`PARTITIONS_PER_CORE`] while silver's rows take at
+/// most [`BYTES_PER_SILVER_ROW`] each of the memory `limit`, else (or when its row count is not
+/// known) one.
+///
+/// A customer's rows are all in one partition, and with one partition a core the core whose
+/// customers bought more ran on alone at the end of every step (perf, gold at 5M generated rows
+/// on 2 cores: 1.5 s of 3.9 s on one core). Smaller partitions share the cores out. Measured on
+/// 2 cores under the 2 GiB default: at 5M generated rows gold took 3.0-3.2 s with one
+/// partition a core, 2.6 s with two, 2.3-2.7 s with four, and less CPU and memory (1.1 -> 0.8
+/// GiB); at 20M (14.3M silver rows) 17.0, 12.6 and 11.9 s (peak 2.0 -> 2.3 GB). At 50M (35.7M
+/// silver rows) gold spills, every partition merges its own spill files, and four a core peaked
+/// at 3.5 GB against 2.6-2.8 GB, no faster (44-45 s against 42-45 s).
+fn partitions_per_core(silver_rows: Option<u64>, limit: usize) -> usize {
+    match silver_rows {
+        Some(rows) if rows.saturating_mul(BYTES_PER_SILVER_ROW) <= limit as u64 => {
+            PARTITIONS_PER_CORE
+        }
+        _ => 1,
+    }
+}
+
+/// See [`partitions_per_core`].
 const PARTITIONS_PER_CORE: usize = 4;
+
+/// Memory per silver row below which gold runs [`PARTITIONS_PER_CORE`] partitions a core: 2 GiB
+/// holds 16.7M rows (the 20M-row bench's 14.3M, not the 50M-row bench's 35.7M).
+const BYTES_PER_SILVER_ROW: u64 = 128;
 
 /// The column every step of gold's transform groups or joins silver's rows by (a customer's
 /// pairs, invoices and labels): silver kept in memory is hash-partitioned by it, so those steps
@@ -1313,6 +1337,20 @@ mod tests {
         let e = write_parts(parts).await.unwrap_err().to_string();
         assert!(e.contains("outside the partition cutoff=2011-09-01"), "{e}");
         assert_eq!(files().await.len(), before, "the failed write left no file");
+    }
+
+    #[test]
+    fn gold_runs_more_partitions_while_silver_is_small_next_to_the_limit() {
+        let gib = 1usize << 30;
+        assert_eq!(partitions_per_core(Some(0), gib), PARTITIONS_PER_CORE);
+        assert_eq!(
+            partitions_per_core(Some(14_300_000), 2 * gib),
+            PARTITIONS_PER_CORE
+        );
+        assert_eq!(partitions_per_core(Some(35_700_000), 2 * gib), 1);
+        assert_eq!(partitions_per_core(Some(14_300_000), gib), 1);
+        assert_eq!(partitions_per_core(Some(u64::MAX), 2 * gib), 1);
+        assert_eq!(partitions_per_core(None, 2 * gib), 1);
     }
 
     /// Views are materialized before the query runs, and replaced on the next run.
