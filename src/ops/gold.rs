@@ -950,7 +950,7 @@ async fn write_plan(
         .execute_stream_partitioned()
         .await
         .map_err(df(id))?;
-    // The query's partitions outnumber the cores (see `PARTITIONS_PER_CORE`): each runs in a
+    // The query's partitions may outnumber the cores (`partitions_per_core`): each runs in a
     // task of its own and hands its checked batches to a queue that one writer a core drains,
     // so a partition that ends early leaves its core to the others' rows and the cutoff gets a
     // file a core, not a file a partition.
