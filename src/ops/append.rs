@@ -242,7 +242,7 @@ impl AppendBuilder {
             }
             notify(AppendProgress::Started { file: file.clone() });
             let writers = self.writers.unwrap_or(if bytes > PARALLEL_WRITE_BYTES {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+                crate::session::cores().min(4)
             } else {
                 1
             });

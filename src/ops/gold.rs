@@ -16,19 +16,15 @@ use deltalake::arrow::array::{Array, AsArray, Scalar, StringArray, TimestampMicr
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::compute::kernels::cmp::eq;
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
-use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::datasource::ViewTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use deltalake::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use deltalake::kernel::scalars::ScalarExt;
 use futures::StreamExt;
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use crate::catalog::{
     CUTOFF_COLUMN, CUTOFF_FORMAT, GOLD_FEATURES, SCORING_FEATURES, TableId, TableSpec,
@@ -38,7 +34,7 @@ use crate::lake::{
     CutoffOrigin, GOLD_COMMIT_KEY, Lakehouse, app_txn_version, cutoff_origins, definitions, log,
     operation, refresh_app_id,
 };
-use crate::ops::target::{Change, Committed, Staging, Target, Txn, join_writing};
+use crate::ops::target::{Change, Committed, Staging, Target, Txn, WriterPool};
 use crate::session::keep::{Keeper, PastAllowance, register};
 use crate::session::{bounded, collect_sql, conform_by_name, df};
 
@@ -936,13 +932,6 @@ async fn write_plan(
         table: table.clone(),
         source: Box::new(DataFusionError::Execution(message)),
     };
-    let partition: IndexMap<String, _> = [(
-        CUTOFF_COLUMN.to_string(),
-        ScalarExt::from_array(&value, 0)
-            .ok_or_else(|| outside(format!("{cutoff:?} is no partition value")))?,
-    )]
-    .into_iter()
-    .collect();
     let streams = ctx
         .execute_logical_plan(plan)
         .await
@@ -951,17 +940,13 @@ async fn write_plan(
         .await
         .map_err(df(id))?;
     // The query's partitions may outnumber the cores (`partitions_per_core`): each runs in a
-    // task of its own and hands its checked batches to a queue that one writer a core drains,
-    // so a partition that ends early leaves its core to the others' rows and the cutoff gets a
+    // task of its own and hands its checked batches to one writer a core, whichever is free, so
+    // a partition that ends early leaves its core to the others' rows and the cutoff gets a
     // file a core, not a file a partition.
-    let writers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(streams.len())
-        .max(1);
-    let (tx, rx) = mpsc::channel::<RecordBatch>(2 * writers);
+    let pool = WriterPool::of_partition(target, crate::session::cores(), CUTOFF_COLUMN, cutoff);
     let mut producers = Vec::new();
     for mut stream in streams {
-        let (schema, id, tx) = (schema.clone(), id.clone(), tx.clone());
+        let (schema, id, tx) = (schema.clone(), id.clone(), pool.sender());
         let (value, outside) = (Scalar::new(value.clone()), outside.clone());
         let cutoff = cutoff.to_string();
         producers.push(tokio::spawn(async move {
@@ -995,28 +980,6 @@ async fn write_plan(
             Ok((rows, positives))
         }));
     }
-    drop(tx);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let mut writer = target.writer();
-        let (id, partition, rx) = (id.clone(), partition.clone(), rx.clone());
-        tasks.push(tokio::spawn(async move {
-            let written: Result<()> = async {
-                loop {
-                    let batch = rx.lock().await.recv().await;
-                    let Some(batch) = batch else { return Ok(()) };
-                    writer
-                        .write_partition(batch, &partition)
-                        .await
-                        .map_err(|e| Error::delta(&id, e))?;
-                }
-            }
-            .await;
-            (writer, written)
-        }));
-    }
-    drop(rx);
     let mut counts = Ok((0u64, 0u64));
     for p in producers {
         let r = match p.await {
@@ -1028,9 +991,12 @@ async fn write_plan(
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         };
     }
-    let (writers, written) = join_writing(tasks, &format!("writing {id}")).await;
-    staging.hold(0, writers);
-    written?;
+    // A query's error comes first (a writer's error is then only its consequence).
+    let written = pool.finish().await.map_err(|e| Error::delta(id, e));
+    match written {
+        Ok(writers) => staging.hold(0, writers),
+        Err(e) => return counts.and(Err(e)),
+    }
     counts
 }
 

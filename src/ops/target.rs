@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use deltalake::arrow::array::StringArray;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::delta_datafusion::TableProviderBuilder;
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::logstore::LogStoreRef;
@@ -503,49 +505,84 @@ fn is_retryable(e: &DeltaTableError) -> bool {
 /// Compressed drops above this size are encoded by several Parquet writers at once.
 pub(crate) const PARALLEL_WRITE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Writers of one table, each on its own task, fed batches round-robin.
+/// Writers of one table, each on its own task, draining one queue: each batch goes to whichever
+/// writer is free, so a slow batch holds up only its writer and every writer stays busy to the
+/// end. Any number of producers can feed it ([`WriterPool::sender`]).
 pub(crate) struct WriterPool {
-    senders: Vec<mpsc::Sender<RecordBatch>>,
+    sender: mpsc::Sender<RecordBatch>,
     tasks: Vec<tokio::task::JoinHandle<Result<DeltaWriter, DeltaTableError>>>,
-    next: usize,
 }
 
 impl WriterPool {
+    /// `n` writers of `target`; each batch is split by the table's partition columns.
     pub(crate) fn new(target: &Target, n: usize) -> Self {
-        let (mut senders, mut tasks) = (Vec::new(), Vec::new());
-        for _ in 0..n.max(1) {
-            let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
-            let mut writer = target.writer();
-            tasks.push(tokio::spawn(async move {
-                while let Some(batch) = rx.recv().await {
-                    if let Err(e) = writer.write(&batch).await {
-                        let _ = writer.abort().await;
-                        return Err(e);
+        Self::with_partition(target, n, None)
+    }
+
+    /// `n` writers of `target` whose every batch is the rows of the partition where `column` is
+    /// `value` (no batch is split by its partition values; delta-rs groups the rows and copies
+    /// every column to do that).
+    pub(crate) fn of_partition(target: &Target, n: usize, column: &str, value: &str) -> Self {
+        Self::with_partition(target, n, Some((column.to_string(), value.to_string())))
+    }
+
+    fn with_partition(target: &Target, n: usize, partition: Option<(String, String)>) -> Self {
+        let n = n.max(1);
+        let (sender, rx) = mpsc::channel::<RecordBatch>(n);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let tasks = (0..n)
+            .map(|_| {
+                let (mut writer, rx, partition) = (target.writer(), rx.clone(), partition.clone());
+                tokio::spawn(async move {
+                    let partition = match partition {
+                        None => None,
+                        Some((column, value)) => {
+                            let value = StringArray::from(vec![value.as_str()]);
+                            let Some(scalar) = ScalarExt::from_array(&value, 0) else {
+                                let _ = writer.abort().await;
+                                return Err(DeltaTableError::Generic(format!(
+                                    "{value:?} is no partition value of {column}"
+                                )));
+                            };
+                            Some(indexmap::IndexMap::from([(column, scalar)]))
+                        }
+                    };
+                    loop {
+                        let batch = rx.lock().await.recv().await;
+                        let Some(batch) = batch else {
+                            return Ok(writer);
+                        };
+                        let written = match &partition {
+                            Some(p) => writer.write_partition(batch, p).await,
+                            None => writer.write(&batch).await,
+                        };
+                        if let Err(e) = written {
+                            let _ = writer.abort().await;
+                            return Err(e);
+                        }
                     }
-                }
-                Ok(writer)
-            }));
-            senders.push(tx);
-        }
-        Self {
-            senders,
-            tasks,
-            next: 0,
-        }
+                })
+            })
+            .collect();
+        Self { sender, tasks }
     }
 
-    /// Hands a batch to the next writer. A writer that failed drops its receiver; its error
-    /// comes out of [`WriterPool::finish`].
+    /// A producer's handle on the queue. A send fails once every writer has stopped (their
+    /// errors come out of [`WriterPool::finish`]).
+    pub(crate) fn sender(&self) -> mpsc::Sender<RecordBatch> {
+        self.sender.clone()
+    }
+
+    /// Hands a batch to the first free writer. When every writer has failed the batch is
+    /// dropped: the errors come out of [`WriterPool::finish`].
     pub(crate) async fn write(&mut self, batch: RecordBatch) {
-        let i = self.next % self.senders.len();
-        self.next += 1;
-        let _ = self.senders[i].send(batch).await;
+        let _ = self.sender.send(batch).await;
     }
 
-    /// Waits for every writer; the writers come back unclosed, so the caller decides between
-    /// closing (to commit) and aborting.
+    /// Waits for every writer (after every [`WriterPool::sender`] is dropped); the writers come
+    /// back unclosed, so the caller decides between closing (to commit) and aborting.
     pub(crate) async fn finish(self) -> Result<Vec<DeltaWriter>, DeltaTableError> {
-        drop(self.senders);
+        drop(self.sender);
         let mut writers = Vec::new();
         let mut error = None;
         for t in self.tasks {

@@ -101,10 +101,15 @@ fn with_spark(ctx: SessionContext) -> SessionContext {
     ctx
 }
 
+/// The cores this process may use (one when the system cannot tell).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The configuration of [`session`]: one partition per core, identifiers' case kept, joins as
 /// written.
 pub fn config() -> SessionConfig {
-    let partitions = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let partitions = cores();
     let mut config = SessionConfig::new().with_target_partitions(partitions);
     config.options_mut().sql_parser.enable_ident_normalization = false;
     // An input already hash-partitioned by some of an aggregation's keys (a kept result:
