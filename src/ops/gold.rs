@@ -944,12 +944,12 @@ async fn write_plan(
     // a partition that ends early leaves its core to the others' rows and the cutoff gets a
     // file a core, not a file a partition.
     let pool = WriterPool::of_partition(target, crate::session::cores(), CUTOFF_COLUMN, cutoff);
-    let mut producers = Vec::new();
+    let mut producers = tokio::task::JoinSet::new();
     for mut stream in streams {
         let (schema, id, tx) = (schema.clone(), id.clone(), pool.sender());
         let (value, outside) = (Scalar::new(value.clone()), outside.clone());
         let cutoff = cutoff.to_string();
-        producers.push(tokio::spawn(async move {
+        producers.spawn(async move {
             let (mut rows, mut positives) = (0u64, 0u64);
             while let Some(batch) = stream.next().await {
                 let batch = conform_by_name(batch.map_err(df(&id))?, &schema, &id)?;
@@ -978,17 +978,24 @@ async fn write_plan(
                 }
             }
             Ok((rows, positives))
-        }));
+        });
     }
+    // The first partition to fail fails the write: the others are stopped there (their queries
+    // dropped), not run to their end for rows that will be discarded.
     let mut counts = Ok((0u64, 0u64));
-    for p in producers {
-        let r = match p.await {
+    while let Some(r) = producers.join_next().await {
+        let r = match r {
             Ok(r) => r,
+            Err(e) if e.is_cancelled() => continue,
             Err(e) => Err(Error::Task(format!("reading the rows of {id}: {e}"))),
         };
         counts = match (counts, r) {
             (Ok((r, p)), Ok((r1, p1))) => Ok((r + r1, p + p1)),
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => {
+                producers.abort_all();
+                Err(e)
+            }
         };
     }
     // A query's error comes first (a writer's error is then only its consequence).
@@ -1301,6 +1308,57 @@ mod tests {
         parts[5].push(rows(&["2011-10-01 00:00:00"]));
         let before = files().await.len();
         let e = write_parts(parts).await.unwrap_err().to_string();
+        assert!(e.contains("outside the partition cutoff=2011-09-01"), "{e}");
+        assert_eq!(files().await.len(), before, "the failed write left no file");
+
+        // The first partition to fail stops the others: the write ends with its error while
+        // another partition is still waiting for rows (left to run, it would wait forever).
+        use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
+        use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        use deltalake::datafusion::physical_plan::streaming::PartitionStream;
+        #[derive(Debug)]
+        struct Part(SchemaRef, Option<RecordBatch>);
+        impl PartitionStream for Part {
+            fn schema(&self) -> &SchemaRef {
+                &self.0
+            }
+            fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+                let rows = match &self.1 {
+                    Some(batch) => futures::stream::iter([Ok(batch.clone())]).boxed(),
+                    None => futures::stream::pending().boxed(),
+                };
+                Box::pin(RecordBatchStreamAdapter::new(self.0.clone(), rows))
+            }
+        }
+        let parts: Vec<Arc<dyn PartitionStream>> = vec![
+            Arc::new(Part(schema.clone(), None)),
+            Arc::new(Part(schema.clone(), Some(rows(&["2011-10-01 00:00:00"])))),
+        ];
+        let table = deltalake::datafusion::catalog::streaming::StreamingTable::try_new(
+            schema.clone(),
+            parts,
+        )
+        .unwrap();
+        ctx.register_table("endless", Arc::new(table)).unwrap();
+        let plan = ctx
+            .sql("SELECT * FROM endless")
+            .await
+            .unwrap()
+            .into_unoptimized_plan();
+        let mut staging = Staging::new([&target]);
+        let written = write_plan(
+            &ctx,
+            plan,
+            &target,
+            &schema,
+            "2011-09-01 00:00:00",
+            &mut staging,
+        );
+        let e = tokio::time::timeout(std::time::Duration::from_secs(60), written)
+            .await
+            .expect("the failing partition stopped the write")
+            .unwrap_err();
+        let e = staging.fail::<()>(e).await.unwrap_err().to_string();
         assert!(e.contains("outside the partition cutoff=2011-09-01"), "{e}");
         assert_eq!(files().await.len(), before, "the failed write left no file");
     }
