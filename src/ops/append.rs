@@ -460,21 +460,26 @@ async fn write_drop(
     let mut staging = Staging::new([bronze, rejects]);
     let mut bronze_pool = WriterPool::new(bronze, writers);
     let mut rejects_pool: Option<WriterPool> = None;
+    // Once a table's writers have all stopped, the rest of the drop is not read: the parser's
+    // next send fails, and the writers' error is the one to report.
+    let mut writers_stopped = false;
     while let Some(chunk) = rx.recv().await {
-        if chunk.rows.num_rows() > 0 {
-            bronze_pool.write(chunk.rows).await;
+        if chunk.rows.num_rows() > 0 && !bronze_pool.write(chunk.rows).await {
+            writers_stopped = true;
+            break;
         }
         if let Some(rj) = chunk.rejects {
-            rejects_pool
-                .get_or_insert_with(|| WriterPool::new(rejects, 1))
-                .write(rj)
-                .await;
+            let pool = rejects_pool.get_or_insert_with(|| WriterPool::new(rejects, 1));
+            if !pool.write(rj).await {
+                writers_stopped = true;
+                break;
+            }
         }
     }
+    std::mem::drop(rx);
     let parsed = parse
         .await
         .unwrap_or_else(|e| Err(Error::Task(e.to_string())));
-    // The parse error comes first (a writer's error is then only its consequence).
     let mut written = Ok(());
     for (slot, pool, id) in [
         (BRONZE_SLOT, Some(bronze_pool), &bronze.id),
@@ -487,7 +492,14 @@ async fn write_drop(
             }
         }
     }
-    let stats = match parsed.and_then(|s| written.map(|()| s)) {
+    // The writers' error when they stopped the read; else the parse error comes first (a
+    // writer's error is then only its consequence).
+    let stats = if writers_stopped {
+        written.and(parsed)
+    } else {
+        parsed.and_then(|s| written.map(|()| s))
+    };
+    let stats = match stats {
         Ok(s) => s,
         Err(e) => return staging.fail(e).await,
     };

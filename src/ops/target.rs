@@ -19,6 +19,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
+use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
 use crate::catalog::{ColumnRole, ColumnSpec, TableId, ValueEncoding};
@@ -523,10 +524,17 @@ impl WriterPool {
     /// `value` (no batch is split by its partition values; delta-rs groups the rows and copies
     /// every column to do that).
     pub(crate) fn of_partition(target: &Target, n: usize, column: &str, value: &str) -> Self {
-        Self::with_partition(target, n, Some((column.to_string(), value.to_string())))
+        Self::with_partition(target, n, Some((column, value)))
     }
 
-    fn with_partition(target: &Target, n: usize, partition: Option<(String, String)>) -> Self {
+    fn with_partition(target: &Target, n: usize, partition: Option<(&str, &str)>) -> Self {
+        // The partition's values, built once (delta-rs does not export its `Scalar` by name: the
+        // map's type comes from `write_partition` below).
+        let partition = partition.map(|(column, value)| {
+            let scalar = ScalarExt::from_array(&StringArray::from(vec![value]), 0)
+                .expect("the one value of a string array is a scalar");
+            IndexMap::from([(column.to_string(), scalar)])
+        });
         let n = n.max(1);
         let (sender, rx) = mpsc::channel::<RecordBatch>(n);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -534,19 +542,6 @@ impl WriterPool {
             .map(|_| {
                 let (mut writer, rx, partition) = (target.writer(), rx.clone(), partition.clone());
                 tokio::spawn(async move {
-                    let partition = match partition {
-                        None => None,
-                        Some((column, value)) => {
-                            let value = StringArray::from(vec![value.as_str()]);
-                            let Some(scalar) = ScalarExt::from_array(&value, 0) else {
-                                let _ = writer.abort().await;
-                                return Err(DeltaTableError::Generic(format!(
-                                    "{value:?} is no partition value of {column}"
-                                )));
-                            };
-                            Some(indexmap::IndexMap::from([(column, scalar)]))
-                        }
-                    };
                     loop {
                         let batch = rx.lock().await.recv().await;
                         let Some(batch) = batch else {
@@ -573,10 +568,11 @@ impl WriterPool {
         self.sender.clone()
     }
 
-    /// Hands a batch to the first free writer. When every writer has failed the batch is
-    /// dropped: the errors come out of [`WriterPool::finish`].
-    pub(crate) async fn write(&mut self, batch: RecordBatch) {
-        let _ = self.sender.send(batch).await;
+    /// Hands a batch to the first free writer: false once every writer has stopped (the batch
+    /// is then dropped, and the writers' errors come out of [`WriterPool::finish`]), so the
+    /// caller stops producing rows nobody will write.
+    pub(crate) async fn write(&mut self, batch: RecordBatch) -> bool {
+        self.sender.send(batch).await.is_ok()
     }
 
     /// Waits for every writer (after every [`WriterPool::sender`] is dropped); the writers come
@@ -843,6 +839,36 @@ mod tests {
             ..Default::default()
         };
         (add, path)
+    }
+
+    /// A pool whose writers have all failed says so to its producer (which then stops reading),
+    /// and their error comes out of `finish`.
+    #[tokio::test]
+    async fn a_pool_whose_writers_failed_takes_no_more_batches() {
+        use deltalake::arrow::array::Int64Array;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lakehouse::open(dir.path().to_str().unwrap()).unwrap();
+        lake.init().await.unwrap();
+        let id: TableId = "bronze.online_retail_rejects".parse().unwrap();
+        let target = Target::open(&lake, &id).await.unwrap();
+        // Rows of another schema: every writer that takes one fails.
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let wrong =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let mut pool = WriterPool::new(&target, 2);
+        let mut taken = 0;
+        while pool.write(wrong.clone()).await {
+            taken += 1;
+            assert!(
+                taken < 1000,
+                "the pool kept taking batches after its writers failed"
+            );
+            tokio::task::yield_now().await;
+        }
+        let e = pool.finish().await.err().expect("the writers' error");
+        assert!(matches!(e, DeltaTableError::SchemaMismatch { .. }), "{e}");
     }
 
     /// A writer whose commit keeps conflicting gives up with an error that says so, and the
