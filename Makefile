@@ -90,7 +90,7 @@ fmt:
 
 ## The benchmark against the peer pipelines in ../shared/peers (not a test: it prints figures).
 bench: deps
-	$(CARGO) build --profile $(BENCH_PROFILE) --locked --bin berserkr
+	$(CARGO) build --profile $(BENCH_PROFILE) --locked --bin berserkr --example parquet-floor
 	BIN=./target/$(BENCH_PROFILE)/berserkr bash examples/bench/run.sh
 
 ## libFuzzer on the parsers (lzop container, LZO1X, CSV and JSON-lines drops, berserkr.toml),

@@ -9,6 +9,9 @@
 #      training lake), TRAIN_ROUNDS (default 3), LINFA=0 skips the linfa peers,
 #      PEERS_VENV (default ~/.cache/berserkr-peers/venv; created by the peers' setup.sh),
 #      BIN (default target/dist/berserkr: the binary we ship; `make bench` builds it),
+#      FLOOR (default: examples/parquet-floor beside BIN, which `make bench` builds with it; the
+#      Parquet writing floor of each build is measured at sizes up to FLOOR_MAX_ROWS, default
+#      20000000, when it is there),
 #      SPARK_MAX_ROWS (default 5000000: PySpark runs at sizes up to it; SPARK=0 never),
 #      EQUAL_MAX_ROWS (default 20000000: the full-size equality with DuckDB at sizes up to it),
 #      BERSERKR_MEMORY_LIMIT (berserkr's memory limit, default 2GiB).
@@ -24,6 +27,7 @@ ROWS=${ROWS:-"500000 5000000"}
 ROUNDS=${ROUNDS:-3}
 [ -x "$PY" ] || PEERS_VENV=$VENV bash "$PEERS/setup.sh"
 [ -x "$BIN" ] || { echo "build first: cargo build --profile dist (or set BIN)" >&2; exit 2; }
+FLOOR=$(realpath -m "${FLOOR:-$(dirname "$BIN")/examples/parquet-floor}")
 # This run's measurements and figures only (figures of earlier runs would read as this one's).
 RES=$OUT/results.jsonl; : > "$RES"; : > "$OUT/ratios.txt"
 
@@ -76,6 +80,11 @@ for n in $ROWS; do
     measure "gold-$n" "$BIN" --lake "$OUT/lake-$n" lake refresh gold
     rm -rf "$OUT/lake-$n-e2e"; "$BIN" --lake "$OUT/lake-$n-e2e" lake init > /dev/null
     measure "e2e-$n" sh -c "'$BIN' --lake '$OUT/lake-$n-e2e' lake append '$lzo' > /dev/null && '$BIN' --lake '$OUT/lake-$n-e2e' lake refresh all > /dev/null"
+    # The floor under that time: arrow-rs writing the same rows again, and nothing else.
+    if [ "$r" = "$ROUNDS" ] && [ -x "$FLOOR" ] && [ "$n" -le "${FLOOR_MAX_ROWS:-20000000}" ]; then
+      "$PEERS/wait_quiet.sh" "${QUIET_MAX:-60}" 25 > /dev/null || true
+      "$FLOOR" "$OUT/lake-$n-e2e" | tee "$OUT/floor-$n.txt" >&2
+    fi
     # The daily job on the lake just built: the generator's last whole day (its last day is cut
     # short) again as the next day's drop (dated the day after its last, invoice numbers
     # suffixed D), through `lake run`.
@@ -145,6 +154,10 @@ print(f"{n:>9} rows: daily drop ({rows} rows) through `lake run` / full build: {
       f"(append + silver {med(1):.3f}, gold {med(2):.3f} = {med(3):.2f} s; median of {len(parts)})")
 PY
   echo "$n rows, per round: end to end / duckdb all = $(paired e2e-$n duckdb-all-$n)" | tee -a "$OUT/ratios.txt"
+  if [ -s "$OUT/floor-$n.txt" ]; then
+    "$PY" -c "import sys; f,e,p=map(float,sys.argv[1:4]); print(f'{sys.argv[4]:>9} rows: Parquet writing floor (the rows of the build written again by arrow-rs, nothing else) {f:.2f} s = {f/p:.2f} of polars all, {f/e:.2f} of end to end; 0.67 of polars all is {0.67*p:.2f} s')" \
+      "$(tail -1 "$OUT/floor-$n.txt" | awk '{print $(NF-1)}')" "$e2e" "$pla" "$n" | tee -a "$OUT/ratios.txt"
+  fi
   if grep -q "\"label\": \"spark-all-$n\"" "$RES"; then
     sp=$(best_wall spark-all-$n)
     printf '%9s rows: pyspark local[2] all %.2f (%s MiB)   end to end / pyspark = %.3f\n' "$n" "$sp" "$(peak spark-all-$n)" "$("$PY" -c "import sys; print(float(sys.argv[1])/float(sys.argv[2]))" "$e2e" "$sp")" | tee -a "$OUT/ratios.txt"
