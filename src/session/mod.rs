@@ -7,8 +7,10 @@
 //! shares: errors naming the table ([`df`]), collecting a query ([`collect_sql`]) and casting
 //! query rows to a table's declared schema ([`conform_batch`]).
 
+mod hashed;
 pub mod keep;
 mod kept;
+pub(crate) use hashed::HashedScan;
 pub mod pool;
 mod spark;
 
