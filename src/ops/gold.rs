@@ -35,8 +35,7 @@ use crate::lake::{
     operation, refresh_app_id,
 };
 use crate::ops::target::{Change, Committed, Staging, Target, Txn, WriterPool};
-use crate::session::HashedScan;
-use crate::session::keep::{Keeper, Kept, PastAllowance, register};
+use crate::session::keep::{Keeper, PastAllowance, register};
 use crate::session::{bounded, collect_sql, conform_by_name, df};
 
 /// What a refresh keeps in memory (silver's columns, the views) may take this fraction of the
@@ -1085,17 +1084,9 @@ async fn load_into_memory(
         .map_err(df(id))?;
     let started = std::time::Instant::now();
     let kept = if used.iter().any(|c| c == SOURCE_KEY) {
-        let kept = keeper
+        keeper
             .keep_hashed(ctx, name, data, SOURCE_KEY, past, id)
-            .await?;
-        let files = ctx.table_provider(name).await.map_err(df(id))?;
-        if kept == Kept::Unchanged && !files.is::<HashedScan>() {
-            // Read from its files, but each customer's rows in one partition all the same.
-            let partitions = ctx.copied_config().target_partitions();
-            let hashed = HashedScan::new(name, files, SOURCE_KEY, partitions).map_err(df(id))?;
-            register(ctx, name, Arc::new(hashed), id)?;
-        }
-        kept
+            .await?
     } else {
         keeper.keep(ctx, name, data, past, id).await?
     };

@@ -183,7 +183,7 @@ impl ExecutionPlan for HashedExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltalake::arrow::array::{AsArray, Int64Array, RecordBatch};
+    use deltalake::arrow::array::{AsArray, RecordBatch};
     use deltalake::arrow::datatypes::Int64Type;
     use deltalake::datafusion::datasource::MemTable;
     use deltalake::datafusion::physical_plan::{displayable, execute_stream_partitioned};
@@ -196,14 +196,7 @@ mod tests {
         config.options_mut().optimizer.subset_repartition_threshold = 4;
         let ctx = SessionContext::new_with_config(config);
         // Keys 0..97 in no order, in 10 batches of one partition of unknown partitioning.
-        let batches: Vec<RecordBatch> = (0..10i64)
-            .map(|b| {
-                let x = Int64Array::from_iter_values((0..1000).map(|i| b * 1000 + i));
-                let k = Int64Array::from_iter_values((0..1000).map(|i| (b * 1000 + i) * 7 % 97));
-                RecordBatch::try_from_iter([("k", Arc::new(k) as _), ("x", Arc::new(x) as _)])
-                    .unwrap()
-            })
-            .collect();
+        let batches = crate::session::tests::scattered_keys();
         let source = Arc::new(MemTable::try_new(batches[0].schema(), vec![batches]).unwrap());
         ctx.register_table("src", source.clone()).unwrap();
         let hashed = HashedScan::new("src", source, "k", 4).unwrap();

@@ -11,7 +11,9 @@
 //! What is kept in memory keeps the partitions the query made ([`KeptTable`]): a result
 //! hash-partitioned by a column (silver by the customer, [`Keeper::keep_hashed`]; the per-pair
 //! view, grouped over it) is grouped and joined by that column where it is, not exchanged
-//! between partitions again. Each partition of the query runs in a task of its own.
+//! between partitions again. Each partition of the query runs in a task of its own. A hashed
+//! result left on storage is read through an exchange by its column ([`HashedScan`]), so the
+//! same plans run over it as over the result kept in memory.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ use futures::StreamExt;
 use crate::catalog::TableId;
 use crate::error::{Error, Result};
 use crate::session::df;
+use crate::session::hashed::HashedScan;
 use crate::session::kept::KeptTable;
 
 /// Rows per row group of a spill file: row groups are what the session's partitions read side
@@ -50,7 +53,8 @@ pub enum Kept {
     Memory(usize),
     /// In a Parquet file of the keeper's folder: this many rows (over the allowance).
     File(usize),
-    /// Not kept: the name still reads what it read before (over the allowance).
+    /// Not kept: the name still reads what it read before (over the allowance); after
+    /// [`Keeper::keep_hashed`], through an exchange by its column ([`HashedScan`]).
     Unchanged,
 }
 
@@ -217,6 +221,16 @@ impl Keeper {
         };
         self.note_not_in_memory(name);
         if let PastAllowance::Leave { .. } = past {
+            // Left on storage, but partitioned as asked all the same: the name reads its files
+            // through an exchange by the column (once: a name that already does is left).
+            if let Some(by) = by {
+                let files = ctx.table_provider(name).await.map_err(df(table))?;
+                if !files.is::<HashedScan>() {
+                    let partitions = ctx.copied_config().target_partitions().max(1);
+                    let hashed = HashedScan::new(name, files, by, partitions).map_err(df(table))?;
+                    register(ctx, name, Arc::new(hashed), table)?;
+                }
+            }
             return Ok(Kept::Unchanged);
         }
         let path = self.spill_path(name)?;
@@ -465,14 +479,7 @@ mod tests {
         let ctx = SessionContext::new_with_config(config);
         let id: TableId = "gold.customer_item_features".parse().unwrap();
         // Keys 0..97 spread over 10 batches, as a table of unknown partitioning.
-        let batches: Vec<RecordBatch> = (0..10i64)
-            .map(|b| {
-                let x = Int64Array::from_iter_values((0..1000).map(|i| b * 1000 + i));
-                let k = Int64Array::from_iter_values((0..1000).map(|i| (b * 1000 + i) * 7 % 97));
-                RecordBatch::try_from_iter([("k", Arc::new(k) as _), ("x", Arc::new(x) as _)])
-                    .unwrap()
-            })
-            .collect();
+        let batches = crate::session::tests::scattered_keys();
         let schema = batches[0].schema();
         let source =
             MemTable::try_new(schema, vec![batches[..5].to_vec(), batches[5..].to_vec()]).unwrap();

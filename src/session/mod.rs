@@ -10,7 +10,6 @@
 mod hashed;
 pub mod keep;
 mod kept;
-pub(crate) use hashed::HashedScan;
 pub mod pool;
 mod spark;
 
@@ -199,9 +198,23 @@ pub fn conform_columns(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use deltalake::datafusion::physical_plan::{ExecutionPlan, collect};
+
+    /// 10,000 rows `(k, x)` in 10 batches: `x` counts from 0, `k = 7x mod 97` (every key 0..97,
+    /// none in order), for tests of how rows are partitioned by `k`.
+    pub(crate) fn scattered_keys() -> Vec<RecordBatch> {
+        use deltalake::arrow::array::Int64Array;
+        (0..10i64)
+            .map(|b| {
+                let x = Int64Array::from_iter_values((0..1000).map(|i| b * 1000 + i));
+                let k = Int64Array::from_iter_values((0..1000).map(|i| (b * 1000 + i) * 7 % 97));
+                RecordBatch::try_from_iter([("k", Arc::new(k) as _), ("x", Arc::new(x) as _)])
+                    .unwrap()
+            })
+            .collect()
+    }
 
     #[test]
     fn merge_fan_in_follows_the_limit_within_its_bounds() {
